@@ -1,0 +1,8 @@
+//! multi-platform-controller: gives Tekton TaskRuns SSH access to build hosts of
+//! other CPU architectures.
+//!
+//! The crate is a functional core (pure decisions over plain data) wrapped in thin
+//! Kubernetes and SSH shells; see `ARCHITECTURE` in the README.
+
+pub mod naming;
+pub mod platform;

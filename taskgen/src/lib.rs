@@ -1,0 +1,1 @@
+//! taskgen: turns a buildah-style Tekton Task into its remote (SSH) variant.
