@@ -4,6 +4,7 @@
 //! The crate is a functional core (pure decisions over plain data) wrapped in thin
 //! Kubernetes and SSH shells; see `ARCHITECTURE` in the README.
 
+pub mod cluster;
 pub mod naming;
 pub mod platform;
 pub mod taskrun;
