@@ -6,5 +6,7 @@
 
 pub mod allocation;
 pub mod config;
+pub mod cluster;
 pub mod naming;
 pub mod platform;
+pub mod taskrun;

@@ -1,0 +1,246 @@
+//! The patches the controller sends to TaskRuns, built as plain data.
+//!
+//! Tekton and other controllers write the same TaskRuns concurrently, so we never PUT a
+//! TaskRun. Labels and annotations go in JSON merge patches, which touch only the keys
+//! they name. Finalizers are a list, where a merge patch would replace everyone else's
+//! entries, so they go in JSON patches whose `test` operation makes the API server refuse
+//! the change if the list moved under us (the caller then re-reads and retries).
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, TestOperation};
+use serde_json::{Map, Value, json};
+
+use crate::naming::{
+    ALLOCATION_START_TIME_ANNOTATION, ASSIGNED_HOST_LABEL, FAILED_HOSTS_ANNOTATION, FINALIZER,
+    TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL,
+};
+use crate::platform::Platform;
+
+/// A JSON patch that adds our finalizer to `current`, or `None` when it is already there.
+pub fn add_finalizer(current: &[String]) -> Option<Patch> {
+    if current.iter().any(|f| f == FINALIZER) {
+        return None;
+    }
+    let ops = if current.is_empty() {
+        // An absent list and an empty one look the same to us; `test` against null
+        // covers the absent case, which is what the API server stores for "no finalizers".
+        vec![
+            test("/metadata/finalizers", Value::Null),
+            add("/metadata/finalizers", json!([FINALIZER])),
+        ]
+    } else {
+        vec![
+            test("/metadata/finalizers", json!(current)),
+            add("/metadata/finalizers/-", json!(FINALIZER)),
+        ]
+    };
+    Some(Patch(ops))
+}
+
+/// A JSON patch that removes our finalizer from `current`, or `None` when it is absent.
+pub fn remove_finalizer(current: &[String]) -> Option<Patch> {
+    let index = current.iter().position(|f| f == FINALIZER)?;
+    let path = format!("/metadata/finalizers/{index}");
+    Some(Patch(vec![
+        // Fails instead of removing someone else's finalizer if the list shifted.
+        test(&path, json!(FINALIZER)),
+        PatchOperation::Remove(RemoveOperation {
+            path: pointer(&path),
+        }),
+    ]))
+}
+
+/// Merge patch recording an allocation: the `assigned-host` and `target-platform`
+/// labels, no waiting label, and the allocation start time unless one is recorded.
+pub fn mark_allocated(
+    host: &str,
+    platform: &Platform,
+    allocation_started: Option<i64>,
+    now_unix: i64,
+) -> Value {
+    let mut annotations = Map::new();
+    if allocation_started.is_none() {
+        annotations.insert(
+            ALLOCATION_START_TIME_ANNOTATION.into(),
+            json!(now_unix.to_string()),
+        );
+    }
+    json!({"metadata": {
+        "labels": {
+            ASSIGNED_HOST_LABEL: host,
+            TARGET_PLATFORM_LABEL: platform.label_value(),
+            WAITING_FOR_PLATFORM_LABEL: null,
+        },
+        "annotations": annotations,
+    }})
+}
+
+/// Merge patch putting a TaskRun in the queue: the waiting and target-platform labels,
+/// and the allocation start time unless one is recorded (waiting time counts).
+pub fn mark_waiting(platform: &Platform, allocation_started: Option<i64>, now_unix: i64) -> Value {
+    let mut annotations = Map::new();
+    if allocation_started.is_none() {
+        annotations.insert(
+            ALLOCATION_START_TIME_ANNOTATION.into(),
+            json!(now_unix.to_string()),
+        );
+    }
+    json!({"metadata": {
+        "labels": {
+            WAITING_FOR_PLATFORM_LABEL: platform.label_value(),
+            TARGET_PLATFORM_LABEL: platform.label_value(),
+        },
+        "annotations": annotations,
+    }})
+}
+
+/// Merge patch recording that `host` failed provisioning and freeing the allocation,
+/// so the TaskRun can be allocated elsewhere. `failed` is the annotation's current list.
+pub fn mark_host_failed(failed: &[String], host: &str) -> Value {
+    let mut hosts: Vec<&str> = failed.iter().map(String::as_str).collect();
+    if !hosts.contains(&host) {
+        hosts.push(host);
+    }
+    json!({"metadata": {
+        "labels": {ASSIGNED_HOST_LABEL: null},
+        "annotations": {FAILED_HOSTS_ANNOTATION: hosts.join(",")},
+    }})
+}
+
+/// Merge patch removing the allocation and queue labels once a TaskRun is released.
+/// `target-platform` and the annotations stay as a record of what happened.
+pub fn clear_allocation() -> Value {
+    json!({"metadata": {"labels": {
+        ASSIGNED_HOST_LABEL: null,
+        WAITING_FOR_PLATFORM_LABEL: null,
+    }}})
+}
+
+fn test(path: &str, value: Value) -> PatchOperation {
+    PatchOperation::Test(TestOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+fn add(path: &str, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(path),
+        value,
+    })
+}
+
+/// Our paths are fixed literals and indices, always valid pointers.
+fn pointer(path: &str) -> PointerBuf {
+    PointerBuf::parse(path).unwrap_or_else(|_| PointerBuf::root())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(mut doc: Value, patch: &Patch) -> Result<Value, json_patch::PatchError> {
+        json_patch::patch(&mut doc, patch)?;
+        Ok(doc)
+    }
+
+    fn platform() -> Platform {
+        Platform::parse("linux/arm64").unwrap()
+    }
+
+    #[test]
+    fn add_finalizer_to_an_object_without_finalizers() {
+        let patch = add_finalizer(&[]).unwrap();
+        // The API server (evanphx/json-patch) lets `test` against null pass for an
+        // absent field; the json_patch crate only for an explicit null, so test that.
+        let out = apply(
+            json!({"metadata": {"name": "x", "finalizers": null}}),
+            &patch,
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!([FINALIZER]));
+        let someone_added = json!({"metadata": {"finalizers": ["other"]}});
+        assert!(apply(someone_added, &patch).is_err());
+    }
+
+    #[test]
+    fn add_finalizer_keeps_other_finalizers_and_refuses_a_moved_list() {
+        let current = vec!["chains.tekton.dev".to_owned()];
+        let patch = add_finalizer(&current).unwrap();
+        let doc = json!({"metadata": {"finalizers": ["chains.tekton.dev"]}});
+        let out = apply(doc, &patch).unwrap();
+        assert_eq!(
+            out["metadata"]["finalizers"],
+            json!(["chains.tekton.dev", FINALIZER])
+        );
+        let moved = json!({"metadata": {"finalizers": ["chains.tekton.dev", "other"]}});
+        assert!(apply(moved, &patch).is_err(), "stale list must be refused");
+    }
+
+    #[test]
+    fn add_finalizer_is_a_no_op_when_present() {
+        assert!(add_finalizer(&[FINALIZER.to_owned()]).is_none());
+    }
+
+    #[test]
+    fn remove_finalizer_removes_only_ours_and_refuses_a_shifted_list() {
+        let current = vec!["a".to_owned(), FINALIZER.to_owned(), "b".to_owned()];
+        let patch = remove_finalizer(&current).unwrap();
+        let out = apply(json!({"metadata": {"finalizers": current}}), &patch).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
+        let shifted = json!({"metadata": {"finalizers": [FINALIZER, "a", "b"]}});
+        assert!(apply(shifted, &patch).is_err());
+        assert!(remove_finalizer(&["a".to_owned()]).is_none());
+    }
+
+    #[test]
+    fn mark_allocated_sets_labels_and_clears_waiting() {
+        let patch = mark_allocated("host-1", &platform(), None, 1_763_892_000);
+        let mut doc = json!({"metadata": {"labels": {
+            WAITING_FOR_PLATFORM_LABEL: "linux-arm64", "tekton.dev/task": "t"}}});
+        json_patch::merge(&mut doc, &patch);
+        let labels = &doc["metadata"]["labels"];
+        assert_eq!(labels[ASSIGNED_HOST_LABEL], "host-1");
+        assert_eq!(labels[TARGET_PLATFORM_LABEL], "linux-arm64");
+        assert_eq!(labels["tekton.dev/task"], "t", "foreign labels untouched");
+        assert!(labels.get(WAITING_FOR_PLATFORM_LABEL).is_none());
+        assert_eq!(
+            doc["metadata"]["annotations"][ALLOCATION_START_TIME_ANNOTATION],
+            "1763892000"
+        );
+    }
+
+    #[test]
+    fn allocation_start_is_kept_once_recorded() {
+        let patch = mark_allocated("h", &platform(), Some(5), 99);
+        assert_eq!(patch["metadata"]["annotations"], json!({}));
+        let patch = mark_waiting(&platform(), Some(5), 99);
+        assert_eq!(patch["metadata"]["annotations"], json!({}));
+    }
+
+    #[test]
+    fn mark_host_failed_appends_once_and_frees_the_allocation() {
+        let patch = mark_host_failed(&["a".to_owned()], "b");
+        assert_eq!(
+            patch["metadata"]["annotations"][FAILED_HOSTS_ANNOTATION],
+            "a,b"
+        );
+        assert!(patch["metadata"]["labels"][ASSIGNED_HOST_LABEL].is_null());
+        let again = mark_host_failed(&["a".to_owned(), "b".to_owned()], "b");
+        assert_eq!(
+            again["metadata"]["annotations"][FAILED_HOSTS_ANNOTATION],
+            "a,b"
+        );
+    }
+
+    #[test]
+    fn clear_allocation_removes_only_allocation_labels() {
+        let mut doc = json!({"metadata": {"labels": {
+            ASSIGNED_HOST_LABEL: "h", TARGET_PLATFORM_LABEL: "linux-arm64", "x": "y"}}});
+        json_patch::merge(&mut doc, &clear_allocation());
+        assert_eq!(
+            doc["metadata"]["labels"],
+            json!({TARGET_PLATFORM_LABEL: "linux-arm64", "x": "y"})
+        );
+    }
+}
