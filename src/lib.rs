@@ -6,6 +6,7 @@
 
 pub mod allocation;
 pub mod config;
+pub mod controller;
 pub mod cluster;
 pub mod naming;
 pub mod platform;

@@ -51,10 +51,12 @@ pub fn remove_finalizer(current: &[String]) -> Option<Patch> {
 }
 
 /// Merge patch recording an allocation: the `assigned-host` and `target-platform`
-/// labels, no waiting label, and the allocation start time unless one is recorded.
+/// labels, no waiting label, the failed hosts so far, and the allocation start time
+/// unless one is recorded.
 pub fn mark_allocated(
     host: &str,
     platform: &Platform,
+    failed: &[String],
     allocation_started: Option<i64>,
     now_unix: i64,
 ) -> Value {
@@ -64,6 +66,9 @@ pub fn mark_allocated(
             ALLOCATION_START_TIME_ANNOTATION.into(),
             json!(now_unix.to_string()),
         );
+    }
+    if !failed.is_empty() {
+        annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
     }
     json!({"metadata": {
         "labels": {
@@ -76,8 +81,14 @@ pub fn mark_allocated(
 }
 
 /// Merge patch putting a TaskRun in the queue: the waiting and target-platform labels,
-/// and the allocation start time unless one is recorded (waiting time counts).
-pub fn mark_waiting(platform: &Platform, allocation_started: Option<i64>, now_unix: i64) -> Value {
+/// no allocation (a failed host's label goes), the failed hosts so far, and the
+/// allocation start time unless one is recorded (waiting time counts).
+pub fn mark_waiting(
+    platform: &Platform,
+    failed: &[String],
+    allocation_started: Option<i64>,
+    now_unix: i64,
+) -> Value {
     let mut annotations = Map::new();
     if allocation_started.is_none() {
         annotations.insert(
@@ -85,10 +96,30 @@ pub fn mark_waiting(platform: &Platform, allocation_started: Option<i64>, now_un
             json!(now_unix.to_string()),
         );
     }
+    if !failed.is_empty() {
+        annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
+    }
     json!({"metadata": {
         "labels": {
             WAITING_FOR_PLATFORM_LABEL: platform.label_value(),
             TARGET_PLATFORM_LABEL: platform.label_value(),
+            ASSIGNED_HOST_LABEL: null,
+        },
+        "annotations": annotations,
+    }})
+}
+
+/// Merge patch for a TaskRun that gets an error Secret: no allocation or queue labels,
+/// and the failed hosts so far (so the record shows what was tried).
+pub fn mark_failed(failed: &[String]) -> Value {
+    let mut annotations = Map::new();
+    if !failed.is_empty() {
+        annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
+    }
+    json!({"metadata": {
+        "labels": {
+            ASSIGNED_HOST_LABEL: null,
+            WAITING_FOR_PLATFORM_LABEL: null,
         },
         "annotations": annotations,
     }})
@@ -195,7 +226,7 @@ mod tests {
 
     #[test]
     fn mark_allocated_sets_labels_and_clears_waiting() {
-        let patch = mark_allocated("host-1", &platform(), None, 1_763_892_000);
+        let patch = mark_allocated("host-1", &platform(), &[], None, 1_763_892_000);
         let mut doc = json!({"metadata": {"labels": {
             WAITING_FOR_PLATFORM_LABEL: "linux-arm64", "tekton.dev/task": "t"}}});
         json_patch::merge(&mut doc, &patch);
@@ -212,10 +243,26 @@ mod tests {
 
     #[test]
     fn allocation_start_is_kept_once_recorded() {
-        let patch = mark_allocated("h", &platform(), Some(5), 99);
+        let patch = mark_allocated("h", &platform(), &[], Some(5), 99);
         assert_eq!(patch["metadata"]["annotations"], json!({}));
-        let patch = mark_waiting(&platform(), Some(5), 99);
+        let patch = mark_waiting(&platform(), &[], Some(5), 99);
         assert_eq!(patch["metadata"]["annotations"], json!({}));
+    }
+
+    #[test]
+    fn waiting_and_failing_drop_a_stale_allocation_and_record_failed_hosts() {
+        let failed = vec!["a1".to_owned(), "a2".to_owned()];
+        for patch in [
+            mark_waiting(&platform(), &failed, Some(5), 99),
+            mark_failed(&failed),
+            mark_allocated("a3", &platform(), &failed, Some(5), 99),
+        ] {
+            let mut doc = json!({"metadata": {"labels": {ASSIGNED_HOST_LABEL: "a2"}}});
+            json_patch::merge(&mut doc, &patch);
+            assert_eq!(doc["metadata"]["annotations"][FAILED_HOSTS_ANNOTATION], "a1,a2");
+            assert_ne!(doc["metadata"]["labels"][ASSIGNED_HOST_LABEL], "a2");
+        }
+        assert!(mark_failed(&failed)["metadata"]["labels"][WAITING_FOR_PLATFORM_LABEL].is_null());
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! What the core remembers about one TaskRun between events.
+
+use std::collections::BTreeSet;
+
+use crate::config::HostName;
+use crate::platform::Platform;
+
+use super::Observed;
+
+/// Where a TaskRun stands in its life with the controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Seen, nothing decided yet.
+    New,
+    /// Queued; `marked` once the waiting label is written.
+    Queued { reason: QueueReason, marked: bool },
+    /// Holds a slot on `host`; the user and Secret are being prepared.
+    Provisioning { host: HostName },
+    /// Holds a slot on `host`; the build can log in.
+    Ready { host: HostName },
+    /// Local platform; `written` once the localhost Secret exists.
+    Local { written: bool },
+    /// Cannot be served; `written` once the error Secret exists.
+    Failed { message: String, written: bool },
+    /// Finished: cleaning `host` (if any) and removing our marks.
+    Releasing {
+        host: Option<HostName>,
+        since_ms: i64,
+    },
+    /// Nothing left to do (kept so late events for it are ignored).
+    Done,
+}
+
+/// The kinds of command a TaskRun can have in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Provision,
+    Wait,
+    Local,
+    Fail,
+    Release,
+}
+
+/// Why a TaskRun is queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QueueReason {
+    /// Every usable host of its platform is full (it is in the ledger's queue).
+    PoolFull,
+    /// host-config is missing; it waits up to the grace period (not in the ledger).
+    ConfigMissing,
+}
+
+/// The core's memory of one TaskRun.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    pub uid: String,
+    pub created: i64,
+    pub platform_raw: String,
+    pub platform: Option<Result<Platform, String>>,
+    pub finished: bool,
+    pub deleting: bool,
+    /// The TaskRun is gone from the cluster.
+    pub gone: bool,
+    /// The TaskRun carries marks of ours that a release must remove.
+    pub marked: bool,
+    pub phase: Phase,
+    /// The command being carried out for this TaskRun; decide again on its report.
+    pub in_flight: Option<Op>,
+    /// Consecutive failed attempts, for the retry backoff.
+    pub attempts: u32,
+    /// When to look at this TaskRun again (retry or deadline), unix ms.
+    pub timer: Option<i64>,
+    /// Unix seconds when allocation started (annotation, or first queued/placed).
+    pub allocation_start: Option<i64>,
+    /// Unix ms when it was queued, for the wait-time metric.
+    pub queued_at_ms: Option<i64>,
+    /// Unix ms when its access Secret was written, for the task-run-time metric.
+    pub ready_at_ms: Option<i64>,
+    pub failed_hosts: BTreeSet<HostName>,
+}
+
+impl Run {
+    pub fn new(obs: &Observed) -> Self {
+        let mut run = Run {
+            uid: String::new(),
+            created: obs.created,
+            platform_raw: String::new(),
+            platform: None,
+            finished: false,
+            deleting: false,
+            gone: false,
+            marked: false,
+            phase: Phase::New,
+            in_flight: None,
+            attempts: 0,
+            timer: None,
+            allocation_start: None,
+            queued_at_ms: None,
+            ready_at_ms: None,
+            failed_hosts: BTreeSet::new(),
+        };
+        run.update(obs);
+        run
+    }
+
+    /// Folds a new observation in. Finishing is sticky: a TaskRun never un-finishes,
+    /// and a late event from before it finished must not revive it.
+    pub fn update(&mut self, obs: &Observed) {
+        if !obs.uid.is_empty() {
+            self.uid.clone_from(&obs.uid);
+        }
+        self.platform_raw = obs.platform_raw.clone().unwrap_or_default();
+        self.platform.clone_from(&obs.platform);
+        self.finished |= obs.finished;
+        self.deleting |= obs.deleting;
+        self.marked = obs.finalizer || obs.assigned_host.is_some() || obs.waiting;
+        self.failed_hosts.extend(obs.failed_hosts.iter().cloned());
+        if self.allocation_start.is_none() {
+            self.allocation_start = obs.allocation_start;
+        }
+    }
+
+    /// The valid platform, if any.
+    pub fn valid_platform(&self) -> Option<&Platform> {
+        self.platform.as_ref()?.as_ref().ok()
+    }
+
+    /// The host whose slot this TaskRun holds or is cleaning.
+    pub fn host(&self) -> Option<&HostName> {
+        match &self.phase {
+            Phase::Provisioning { host } | Phase::Ready { host } => Some(host),
+            Phase::Releasing { host, .. } => host.as_ref(),
+            _ => None,
+        }
+    }
+}

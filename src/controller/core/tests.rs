@@ -1,0 +1,523 @@
+//! Scenario tests of the core: one per rule of SPEC §2–§3.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::config::parse;
+
+pub(crate) const T0: i64 = 1_800_000_000_000;
+
+/// host-config data: `hosts` as (name, platform, concurrency).
+pub(crate) fn config_with(hosts: &[(&str, &str, u32)], extra: &[(&str, &str)]) -> PoolConfig {
+    let mut data = BTreeMap::new();
+    for (i, (name, platform, concurrency)) in hosts.iter().enumerate() {
+        let mut set = |k: &str, v: String| data.insert(format!("host.{name}.{k}"), v);
+        set("address", format!("10.0.0.{}", i + 1));
+        set("platform", (*platform).to_owned());
+        set("user", "root".to_owned());
+        set("secret", "admin-key".to_owned());
+        set("concurrency", concurrency.to_string());
+    }
+    for (k, v) in extra {
+        data.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = parse(&data);
+    assert!(
+        !config.has_problems(&[crate::config::Severity::Error]),
+        "test config has problems: {:?}",
+        config.problems
+    );
+    config
+}
+
+pub(crate) fn present(config: PoolConfig) -> ConfigInput {
+    ConfigInput::Present(Box::new(config))
+}
+
+pub(crate) fn key(name: &str) -> TaskRunKey {
+    TaskRunKey::new("tenant", name)
+}
+
+/// A candidate TaskRun created at `created` (seconds after T0) for `platform`.
+pub(crate) fn candidate(name: &str, platform: &str, created: i64) -> Observed {
+    Observed {
+        key: key(name),
+        uid: format!("uid-{name}"),
+        created: T0 / 1000 + created,
+        candidate: true,
+        platform_raw: Some(platform.to_owned()),
+        platform: Some(Platform::parse(platform).map_err(|e| e.to_string())),
+        finished: false,
+        deleting: false,
+        finalizer: false,
+        assigned_host: None,
+        waiting: false,
+        failed_hosts: Default::default(),
+        allocation_start: None,
+    }
+}
+
+fn finished(mut obs: Observed) -> Observed {
+    obs.finished = true;
+    obs
+}
+
+fn host(name: &str) -> HostName {
+    HostName::parse(name).unwrap()
+}
+
+/// The commands that are work for the shell (no Events or metrics).
+fn work(commands: &[Command]) -> Vec<&Command> {
+    commands
+        .iter()
+        .filter(|c| !matches!(c, Command::Event(_) | Command::Metric(_)))
+        .collect()
+}
+
+fn provisions(commands: &[Command]) -> Vec<(String, String)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Provision(o) => Some((o.taskrun.key.name.clone(), o.host.name.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(commands: &[Command]) -> Vec<(String, EventReason, String)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Event(e) => Some((e.key.name.clone(), e.reason, e.note.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failure(commands: &[Command]) -> Option<&FailOrder> {
+    commands.iter().find_map(|c| match c {
+        Command::Fail(o) => Some(o),
+        _ => None,
+    })
+}
+
+fn start(config: ConfigInput) -> Core {
+    let (core, commands) = Core::start(CoreSettings::default(), config, [], T0);
+    assert!(commands.is_empty());
+    core
+}
+
+fn arm64_pool() -> Core {
+    start(present(config_with(
+        &[("a1", "linux/arm64", 1), ("a2", "linux/arm64", 2)],
+        &[("local-platforms", "linux/x86_64,local")],
+    )))
+}
+
+#[test]
+fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
+    let mut core = arm64_pool();
+    let out = core.handle(Input::Observed(candidate("b1", "linux/arm64", 0)), T0);
+    assert_eq!(provisions(&out), [("b1".into(), "a2".into())], "most free slots");
+    let Some(Command::Provision(order)) = work(&out).first().cloned().cloned() else {
+        panic!("expected a Provision first: {out:?}");
+    };
+    assert_eq!(order.user, UserName::for_taskrun("b1", "tenant"));
+    assert_eq!(order.key_lifetime, Duration::from_secs(24 * 3600));
+    assert!(events(&out).iter().any(|e| e.1 == EventReason::Allocated));
+
+    let out = core.handle(Input::Report(key("b1"), Report::Provisioned), T0 + 2_000);
+    assert!(out.contains(&Command::Metric(Metric::ProvisioningSuccess {
+        platform: Platform::parse("linux/arm64").unwrap()
+    })));
+    assert!(work(&out).is_empty());
+
+    let out = core.handle(
+        Input::Observed(finished(candidate("b1", "linux/arm64", 0))),
+        T0 + 60_000,
+    );
+    let [Command::Release(release)] = work(&out)[..] else {
+        panic!("expected a Release: {out:?}");
+    };
+    assert_eq!(release.host.as_ref().map(|h| h.name.as_str()), Some("a2"));
+    let out = core.handle(Input::Report(key("b1"), Report::Released), T0 + 61_000);
+    assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::TaskRunTime { seconds, .. }) if (*seconds - 59.0).abs() < 1e-9)));
+    assert_eq!(core.gauges().hosts["a2"].used, 0);
+}
+
+#[test]
+fn a_full_pool_queues_fifo_and_a_freed_slot_goes_to_the_oldest_waiter_at_once() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.handle(Input::Report(key("run"), Report::Provisioned), T0);
+    // Arrival order differs from creation order: the queue follows creation.
+    for (name, created) in [("late", 30), ("early", 10), ("middle", 20)] {
+        let out = core.handle(Input::Observed(candidate(name, "linux/arm64", created)), T0);
+        let [Command::Wait(w)] = work(&out)[..] else {
+            panic!("expected Wait: {out:?}");
+        };
+        assert_eq!(w.taskrun.key.name, name);
+        assert!(events(&out).iter().any(|e| e.1 == EventReason::Waiting && e.2.contains("ahead")
+            || e.2.contains("next in the queue")));
+        core.handle(Input::Report(key(name), Report::Done), T0);
+    }
+    assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 3);
+
+    let mut order = Vec::new();
+    let mut holder = "run".to_owned();
+    for _ in 0..3 {
+        core.handle(
+            Input::Observed(finished(candidate(&holder, "linux/arm64", 0))),
+            T0,
+        );
+        let out = core.handle(Input::Report(key(&holder), Report::Released), T0);
+        let p = provisions(&out);
+        assert_eq!(p.len(), 1, "exactly one waiter gets the one slot: {out:?}");
+        holder = p[0].0.clone();
+        core.handle(Input::Report(key(&holder), Report::Provisioned), T0);
+        order.push(holder.clone());
+    }
+    assert_eq!(order, ["early", "middle", "late"]);
+}
+
+#[test]
+fn malformed_and_unservable_platforms_get_error_secrets_that_say_what_to_fix() {
+    let mut core = start(present(config_with(
+        &[("a1", "linux/arm64", 1)],
+        &[
+            ("dynamic-platforms", "linux/amd64"),
+            ("dynamic.linux-amd64.type", "aws"),
+            ("dynamic.linux-amd64.region", "us-east-1"),
+            ("dynamic.linux-amd64.ami", "ami-1"),
+            ("dynamic.linux-amd64.instance-type", "m5.large"),
+            ("dynamic.linux-amd64.key-name", "k"),
+            ("dynamic.linux-amd64.aws-secret", "s"),
+            ("dynamic.linux-amd64.ssh-secret", "s"),
+            ("dynamic.linux-amd64.security-group", "sg"),
+            ("dynamic.linux-amd64.max-instances", "4"),
+        ],
+    )));
+    let cases = [
+        ("bad", "linux/ARM64", "invalid platform"),
+        ("unknown", "linux/riscv64", "no host in host-config serves platform linux/riscv64"),
+        ("dynamic", "linux/amd64", "does not support the dynamic strategy"),
+    ];
+    for (name, platform, expected) in cases {
+        let out = core.handle(Input::Observed(candidate(name, platform, 0)), T0);
+        let fail = failure(&out).unwrap_or_else(|| panic!("{name}: no Fail in {out:?}"));
+        assert!(fail.message.contains(expected), "{name}: {}", fail.message);
+        assert_eq!(fail.platform, platform);
+        assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::AllocationFailure { .. }))));
+        assert!(provisions(&out).is_empty());
+    }
+}
+
+#[test]
+fn local_platforms_get_the_localhost_secret_and_are_released_without_a_host() {
+    let mut core = arm64_pool();
+    let out = core.handle(Input::Observed(candidate("l", "linux/x86_64", 0)), T0);
+    assert!(matches!(work(&out)[..], [Command::ServeLocal(_)]), "{out:?}");
+    core.handle(Input::Report(key("l"), Report::Done), T0);
+    let mut obs = finished(candidate("l", "linux/x86_64", 0));
+    obs.finalizer = true;
+    let out = core.handle(Input::Observed(obs), T0);
+    let [Command::Release(r)] = work(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert!(r.host.is_none());
+}
+
+#[test]
+fn a_missing_host_config_makes_new_taskruns_wait_until_it_appears() {
+    let mut core = start(ConfigInput::Missing("not found".into()));
+    let out = core.handle(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
+    assert!(matches!(work(&out)[..], [Command::Wait(_)]), "{out:?}");
+    assert!(events(&out)[0].2.contains("waiting for the host-config ConfigMap"));
+    core.handle(Input::Report(key("w"), Report::Done), T0);
+    let out = core.handle(
+        Input::Config(present(config_with(&[("a1", "linux/arm64", 1)], &[]))),
+        T0 + 5_000,
+    );
+    assert_eq!(provisions(&out), [("w".into(), "a1".into())]);
+}
+
+#[test]
+fn a_host_config_that_stays_missing_fails_waiters_after_the_grace_period() {
+    let mut core = start(ConfigInput::Missing("not found".into()));
+    core.handle(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
+    core.handle(Input::Report(key("w"), Report::Done), T0);
+    assert_eq!(core.next_deadline(), Some(T0 + 60_000));
+    assert!(work(&core.handle(Input::Tick, T0 + 59_999)).is_empty());
+    let out = core.handle(Input::Tick, T0 + 60_000);
+    let fail = failure(&out).expect("error Secret after the grace period");
+    assert!(fail.message.contains("host-config ConfigMap is missing"), "{}", fail.message);
+    assert!(fail.message.contains("multi-platform-controller"));
+}
+
+#[test]
+fn provisioning_failure_fails_over_and_every_host_failing_gives_an_error_secret() {
+    let mut core = start(present(config_with(
+        &[("a1", "linux/arm64", 2), ("a2", "linux/arm64", 1)],
+        &[],
+    )));
+    let out = core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    assert_eq!(provisions(&out), [("b".into(), "a1".into())]);
+    let broke = HostFailure {
+        kind: HostFailureKind::Command,
+        message: "useradd: disk full".into(),
+    };
+    let out = core.handle(Input::Report(key("b"), Report::ProvisionFailed(broke.clone())), T0);
+    let Some(Command::Provision(order)) = work(&out).first().cloned().cloned() else {
+        panic!("expected failover: {out:?}");
+    };
+    assert_eq!(order.host.name.as_str(), "a2");
+    assert_eq!(order.failed_hosts, vec![host("a1")]);
+    assert!(events(&out).iter().any(|e| e.1 == EventReason::ProvisioningFailed && e.2.contains("disk full")));
+    assert!(!out.iter().any(|c| matches!(c, Command::HostDown { .. })), "a command failure keeps the host up");
+
+    let out = core.handle(Input::Report(key("b"), Report::ProvisionFailed(broke)), T0);
+    let fail = failure(&out).expect("all hosts failed");
+    assert!(fail.message.contains("every host of platform linux/arm64 failed"), "{}", fail.message);
+    assert_eq!(fail.failed_hosts, vec![host("a1"), host("a2")]);
+    assert_eq!(core.gauges().hosts["a1"].used + core.gauges().hosts["a2"].used, 0);
+}
+
+#[test]
+fn an_unreachable_host_is_taken_down_and_serves_waiters_when_it_answers_again() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1), ("a2", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("x", "linux/arm64", 0)), T0);
+    let down = HostFailure {
+        kind: HostFailureKind::Unreachable,
+        message: "connection refused".into(),
+    };
+    let out = core.handle(Input::Report(key("x"), Report::ProvisionFailed(down)), T0);
+    assert!(out.contains(&Command::HostDown { host: host("a1"), reason: "connection refused".into() }));
+    assert_eq!(provisions(&out), [("x".into(), "a2".into())]);
+    // a2 is full and a1 down: the next one waits.
+    core.handle(Input::Report(key("x"), Report::Provisioned), T0);
+    let out = core.handle(Input::Observed(candidate("y", "linux/arm64", 1)), T0);
+    assert!(matches!(work(&out)[..], [Command::Wait(_)]));
+    core.handle(Input::Report(key("y"), Report::Done), T0);
+    assert!(!core.gauges().hosts["a1"].up);
+    let out = core.handle(Input::Health(host("a1"), true), T0);
+    assert_eq!(provisions(&out), [("y".into(), "a1".into())]);
+}
+
+#[test]
+fn a_waiter_that_is_cancelled_leaves_the_queue_and_loses_its_label() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.handle(Input::Report(key("w"), Report::Done), T0);
+    let mut cancelled = finished(candidate("w", "linux/arm64", 1));
+    cancelled.waiting = true;
+    let out = core.handle(Input::Observed(cancelled), T0);
+    let [Command::Release(r)] = work(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert!(r.host.is_none(), "a waiter holds no host");
+    core.handle(Input::Report(key("w"), Report::Released), T0);
+    assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 0);
+    // Its former place does not get the slot later.
+    core.handle(Input::Report(key("run"), Report::Provisioned), T0);
+    core.handle(Input::Observed(finished(candidate("run", "linux/arm64", 0))), T0);
+    let out = core.handle(Input::Report(key("run"), Report::Released), T0);
+    assert!(provisions(&out).is_empty());
+}
+
+#[test]
+fn a_waiter_deleted_from_the_cluster_is_dropped_without_any_write() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.handle(Input::Report(key("w"), Report::Done), T0);
+    let out = core.handle(Input::Deleted(key("w")), T0);
+    assert!(work(&out).is_empty(), "{out:?}");
+    assert!(!core.known_taskruns().any(|k| k == &key("w")));
+}
+
+#[test]
+fn a_running_taskrun_deleted_or_cancelled_is_cleaned_before_its_slot_is_freed() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.handle(Input::Observed(candidate("next", "linux/arm64", 1)), T0);
+    core.handle(Input::Report(key("next"), Report::Done), T0);
+    // Deleted while provisioning: the op in flight ends first.
+    let mut deleting = finished(candidate("run", "linux/arm64", 0));
+    deleting.deleting = true;
+    deleting.finalizer = true;
+    let out = core.handle(Input::Observed(deleting), T0);
+    assert!(work(&out).is_empty(), "nothing new while the Provision is in flight");
+    let out = core.handle(Input::Report(key("run"), Report::Provisioned), T0);
+    let [Command::Release(r)] = work(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(r.host.as_ref().unwrap().name.as_str(), "a1");
+    assert!(provisions(&out).is_empty(), "slot not free before the host is clean");
+    let out = core.handle(Input::Report(key("run"), Report::Released), T0);
+    assert_eq!(provisions(&out), [("next".into(), "a1".into())]);
+}
+
+#[test]
+fn api_errors_are_retried_with_capped_backoff() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    let mut now = T0;
+    let mut delays = Vec::new();
+    for _ in 0..9 {
+        let out = core.handle(Input::Report(key("b"), Report::ApiError("500".into())), now);
+        assert!(work(&out).is_empty());
+        let at = core.next_deadline().expect("a retry is scheduled");
+        delays.push(at - now);
+        now = at;
+        let out = core.handle(Input::Tick, now);
+        assert_eq!(provisions(&out), [("b".into(), "a1".into())], "retried on the same host");
+    }
+    assert_eq!(delays[..4], [1_000, 2_000, 4_000, 8_000]);
+    assert_eq!(*delays.last().unwrap(), 60_000, "capped");
+}
+
+#[test]
+fn restart_rebuilds_slots_from_labels_before_allocating() {
+    let config = config_with(&[("a1", "linux/arm64", 2)], &[]);
+    let mut held = Vec::new();
+    for (name, created, done) in [("r1", 0, false), ("r2", 1, true)] {
+        let mut obs = candidate(name, "linux/arm64", created);
+        obs.finalizer = true;
+        obs.assigned_host = Some("a1".into());
+        obs.finished = done;
+        held.push(obs);
+    }
+    let mut newer = candidate("new", "linux/arm64", 5);
+    newer.waiting = true;
+    let local = {
+        let mut o = candidate("loc", "local", 0);
+        o.assigned_host = Some("localhost".into());
+        o.finalizer = true;
+        o
+    };
+    let snapshot = held.into_iter().chain([newer, local]);
+    let (mut core, out) = Core::start(CoreSettings::default(), present(config), snapshot, T0);
+    // r1 resumes (idempotently), r2 is released, `new` must not get a third slot.
+    assert_eq!(provisions(&out), [("r1".into(), "a1".into())]);
+    assert!(work(&out).iter().any(|c| matches!(c, Command::Release(r) if r.key.name == "r2" && r.host.is_some())));
+    assert!(!work(&out).iter().any(|c| matches!(c, Command::Wait(_))), "already labelled waiting");
+    assert!(
+        work(&out).iter().any(|c| matches!(c, Command::ServeLocal(o) if o.key.name == "loc")),
+        "the local Secret is written again in case the last controller stopped before it"
+    );
+    assert_eq!(core.gauges().hosts["a1"].used, 2);
+    // Resuming a TaskRun whose Secret exists counts nothing again.
+    let out = core.handle(Input::Report(key("r1"), Report::AlreadyProvisioned), T0);
+    assert!(!out.iter().any(|c| matches!(c, Command::Metric(_) | Command::Event(_))), "{out:?}");
+    let out = core.handle(Input::Report(key("r2"), Report::Released), T0);
+    assert_eq!(provisions(&out), [("new".into(), "a1".into())]);
+}
+
+#[test]
+fn the_allocation_timeout_fails_a_waiter() {
+    let mut core = start(present(config_with(
+        &[("a1", "linux/arm64", 1)],
+        &[("allocation-timeout", "30")],
+    )));
+    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.handle(Input::Report(key("w"), Report::Done), T0);
+    assert_eq!(core.next_deadline(), Some(T0 + 30_000));
+    let out = core.handle(Input::Tick, T0 + 30_000);
+    let fail = failure(&out).expect("timed out");
+    assert!(fail.message.contains("within the allocation timeout of 30s"), "{}", fail.message);
+    assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 0);
+}
+
+#[test]
+fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    core.handle(Input::Report(key("b"), Report::Provisioned), T0);
+    let mut deleting = finished(candidate("b", "linux/arm64", 0));
+    deleting.deleting = true;
+    core.handle(Input::Observed(deleting), T0);
+    let down = HostFailure {
+        kind: HostFailureKind::Unreachable,
+        message: "timeout".into(),
+    };
+    let mut now = T0;
+    loop {
+        let out = core.handle(Input::Report(key("b"), Report::CleanupFailed(down.clone())), now);
+        assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::CleanupFailure { .. }))));
+        now = core.next_deadline().expect("retry scheduled");
+        let out = core.handle(Input::Tick, now);
+        let [Command::Release(r)] = work(&out)[..] else {
+            panic!("{out:?}");
+        };
+        if r.host.is_none() {
+            assert!(now - T0 >= 300_000);
+            break;
+        }
+        assert!(now - T0 < 300_000 + 60_000, "gave up too late");
+    }
+    core.handle(Input::Report(key("b"), Report::Released), now);
+    assert_eq!(core.gauges().hosts["a1"].used, 0);
+}
+
+#[test]
+fn a_rejected_waiter_gets_its_error_secret_even_if_its_wait_patch_was_in_flight() {
+    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
+    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    let out = core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    assert!(matches!(work(&out)[..], [Command::Wait(_)]));
+    // The admin disables the only host while the waiting label is being written.
+    let disabled = {
+        let mut data = BTreeMap::new();
+        for (k, v) in [
+            ("host.a1.address", "10.0.0.1"),
+            ("host.a1.platform", "linux/arm64"),
+            ("host.a1.user", "root"),
+            ("host.a1.secret", "admin-key"),
+            ("host.a1.concurrency", "1"),
+            ("host.a1.state", "disabled"),
+        ] {
+            data.insert(k.to_owned(), v.to_owned());
+        }
+        parse(&data)
+    };
+    core.handle(Input::Config(present(disabled)), T0);
+    let out = core.handle(Input::Report(key("w"), Report::Done), T0);
+    let fail = failure(&out).expect("the error Secret is still written");
+    assert!(fail.message.contains("disabled"), "{}", fail.message);
+}
+
+#[test]
+fn stale_reports_are_ignored() {
+    let mut core = arm64_pool();
+    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    core.handle(Input::Report(key("b"), Report::Provisioned), T0);
+    let out = core.handle(Input::Report(key("b"), Report::Provisioned), T0);
+    assert!(out.is_empty(), "{out:?}");
+    let out = core.handle(Input::Report(key("nobody"), Report::Released), T0);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn foreign_taskruns_are_ignored_without_any_write() {
+    let mut core = arm64_pool();
+    let mut obs = candidate("other", "linux/arm64", 0);
+    obs.candidate = false;
+    assert!(core.handle(Input::Observed(obs), T0).is_empty());
+    assert!(core.handle(Input::Observed(finished(candidate("done", "linux/arm64", 0))), T0).is_empty());
+    assert_eq!(core.known_taskruns().count(), 0);
+}
+
+#[test]
+fn the_reaper_spares_users_of_taskruns_holding_the_host_and_nobody_else() {
+    let mut core = arm64_pool();
+    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    let mine = UserName::for_taskrun("b", "tenant");
+    let leftover = UserName::for_taskrun("gone", "tenant");
+    let reap = core.reapable(&host("a2"), &[mine.clone(), leftover.clone()]);
+    assert_eq!(reap, vec![leftover.clone()]);
+    // On another host, b's name is a leftover too (e.g. after a failover).
+    assert_eq!(core.reapable(&host("a1"), &[mine.clone()]), vec![mine]);
+}
