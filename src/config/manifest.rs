@@ -143,18 +143,23 @@ pub fn parse_manifest(yaml: &str) -> Result<Manifest, ManifestError> {
                     Value::String(s) => {
                         data.insert(key.clone(), s.clone());
                     }
-                    Value::Number(_) | Value::Bool(_) => {
+                    Value::Number(_) => {
                         error(
                             &at,
                             format!(
-                                "the value {value} is a YAML {}, but ConfigMap values must be \
-                                 strings (kubectl refuses this manifest); quote it: \"{value}\"",
-                                if value.is_boolean() {
-                                    "boolean"
-                                } else {
-                                    "number"
-                                }
+                                "the value {value} is a YAML number, but ConfigMap values must \
+                                 be strings (kubectl refuses this manifest); quote it: \"{value}\""
                             ),
+                        );
+                        data.insert(key.clone(), value.to_string());
+                    }
+                    Value::Bool(_) => {
+                        error(
+                            &at,
+                            "the value is a YAML boolean (unquoted yes, no, on, off, true or \
+                             false), but ConfigMap values must be strings (kubectl refuses this \
+                             manifest); put the value in quotes"
+                                .to_owned(),
                         );
                         data.insert(key.clone(), value.to_string());
                     }
