@@ -56,10 +56,11 @@ impl HostSlots {
     }
 }
 
-/// A platform's hosts and waiters.
+/// A platform's hosts (with their slots, so a decision scans them without lookups)
+/// and its waiters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Pool {
-    hosts: BTreeSet<HostName>,
+    hosts: BTreeMap<HostName, HostSlots>,
     queue: WaitQueue,
 }
 
@@ -85,9 +86,12 @@ impl Entry {
 /// running TaskRuns) and the same waiters in the same order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
-    hosts: BTreeMap<HostName, HostSlots>,
     /// One pool per platform that has at least one configured host.
     pools: BTreeMap<Platform, Pool>,
+    /// Hosts removed from the configuration that still run TaskRuns.
+    retired: BTreeMap<HostName, HostSlots>,
+    /// Where each host is: in the pool of this platform, or retired (`None`).
+    location: HashMap<HostName, Option<Platform>>,
     taskruns: HashMap<TaskRunKey, Entry>,
 }
 
@@ -112,13 +116,7 @@ impl Ledger {
     pub fn new(config: &PoolConfig) -> Self {
         let mut ledger = Ledger::default();
         for (name, settings) in settings_of(config) {
-            ledger
-                .pools
-                .entry(settings.platform.clone())
-                .or_default()
-                .hosts
-                .insert(name.clone());
-            ledger.hosts.insert(name, HostSlots::new(Some(settings)));
+            ledger.place_host(name, HostSlots::new(Some(settings)));
         }
         ledger
     }
@@ -143,12 +141,12 @@ impl Ledger {
             }
             match record.assigned_host {
                 Some(host) => {
-                    ledger
-                        .hosts
-                        .entry(host.clone())
-                        .or_insert_with(|| HostSlots::new(None))
-                        .running
-                        .insert(key.clone());
+                    if !ledger.location.contains_key(&host) {
+                        ledger.place_host(host.clone(), HostSlots::new(None));
+                    }
+                    if let Some(slots) = ledger.slots_mut(&host) {
+                        slots.running.insert(key.clone());
+                    }
                     ledger.taskruns.insert(
                         key,
                         Entry {
@@ -296,7 +294,7 @@ impl Ledger {
     /// A host's health changed. A host that comes back serves waiters at once (the
     /// assignments are returned); an unhealthy one takes no new TaskRuns.
     pub fn set_health(&mut self, host: &HostName, healthy: bool) -> Vec<Assignment> {
-        let Some(slots) = self.hosts.get_mut(host) else {
+        let Some(slots) = self.slots_mut(host) else {
             return Vec::new();
         };
         let was = std::mem::replace(&mut slots.healthy, healthy);
@@ -315,39 +313,23 @@ impl Ledger {
     /// waiters at once. Waiters whose platform has no host left they may use are
     /// rejected.
     pub fn apply_config(&mut self, config: &PoolConfig) -> Outcome {
+        // Take every host out, update its settings, and put it back where they say.
         let mut wanted = settings_of(config);
-        let mut emptied = Vec::new();
-        for (name, slots) in &mut self.hosts {
-            let new = wanted.remove(name);
-            let old_platform = slots.settings.as_ref().map(|s| &s.platform);
-            let new_platform = new.as_ref().map(|s| &s.platform);
-            if old_platform != new_platform {
-                if let Some(pool) = old_platform.and_then(|p| self.pools.get_mut(p)) {
-                    pool.hosts.remove(name);
-                }
-                if let Some(p) = new_platform {
-                    self.pools
-                        .entry(p.clone())
-                        .or_default()
-                        .hosts
-                        .insert(name.clone());
-                }
-            }
-            slots.settings = new;
-            if slots.settings.is_none() && slots.running.is_empty() {
-                emptied.push(name.clone());
-            }
+        let mut all: Vec<(HostName, HostSlots)> =
+            std::mem::take(&mut self.retired).into_iter().collect();
+        for pool in self.pools.values_mut() {
+            all.extend(std::mem::take(&mut pool.hosts));
         }
-        for name in emptied {
-            self.hosts.remove(&name);
+        self.location.clear();
+        for (name, mut slots) in all {
+            slots.settings = wanted.remove(&name);
+            // A host that is gone and runs nothing is forgotten (with its health).
+            if slots.settings.is_some() || !slots.running.is_empty() {
+                self.place_host(name, slots);
+            }
         }
         for (name, settings) in wanted {
-            self.pools
-                .entry(settings.platform.clone())
-                .or_default()
-                .hosts
-                .insert(name.clone());
-            self.hosts.insert(name, HostSlots::new(Some(settings)));
+            self.place_host(name, HostSlots::new(Some(settings)));
         }
 
         let mut outcome = Outcome::default();
@@ -394,7 +376,14 @@ impl Ledger {
 
     /// Every host's slots, by name.
     pub fn hosts(&self) -> impl Iterator<Item = HostUsage> + '_ {
-        self.hosts.iter().map(|(name, slots)| HostUsage {
+        let mut all: Vec<(&HostName, &HostSlots)> = self
+            .pools
+            .values()
+            .flat_map(|p| p.hosts.iter())
+            .chain(self.retired.iter())
+            .collect();
+        all.sort_unstable_by_key(|(name, _)| *name);
+        all.into_iter().map(|(name, slots)| HostUsage {
             host: name.clone(),
             platform: slots.settings.as_ref().map(|s| s.platform.clone()),
             state: slots.settings.as_ref().map(|s| s.state),
@@ -406,8 +395,7 @@ impl Ledger {
 
     /// The TaskRuns running on `host`.
     pub fn running_on<'a>(&'a self, host: &HostName) -> impl Iterator<Item = &'a TaskRunKey> + 'a {
-        self.hosts
-            .get(host)
+        self.slots(host)
             .into_iter()
             .flat_map(|slots| slots.running.iter())
     }
@@ -424,6 +412,34 @@ impl Ledger {
 
     // ---- internals -------------------------------------------------------------
 
+    /// Puts a host where its settings say: its platform's pool, or retired.
+    fn place_host(&mut self, name: HostName, slots: HostSlots) {
+        let platform = slots.settings.as_ref().map(|s| s.platform.clone());
+        self.location.insert(name.clone(), platform.clone());
+        match platform {
+            Some(p) => {
+                self.pools.entry(p).or_default().hosts.insert(name, slots);
+            }
+            None => {
+                self.retired.insert(name, slots);
+            }
+        }
+    }
+
+    fn slots(&self, host: &HostName) -> Option<&HostSlots> {
+        match self.location.get(host)? {
+            Some(p) => self.pools.get(p)?.hosts.get(host),
+            None => self.retired.get(host),
+        }
+    }
+
+    fn slots_mut(&mut self, host: &HostName) -> Option<&mut HostSlots> {
+        match self.location.get(host)? {
+            Some(p) => self.pools.get_mut(p)?.hosts.get_mut(host),
+            None => self.retired.get_mut(host),
+        }
+    }
+
     fn ahead(&self, platform: &Platform, key: &QueueKey) -> usize {
         self.pools.get(platform).map_or(0, |p| p.queue.ahead(key))
     }
@@ -432,7 +448,7 @@ impl Ledger {
     fn rejection(&self, platform: &Platform, failed: &BTreeSet<HostName>) -> Option<Rejection> {
         let mut any_servable = false;
         let hosts = self.pools.get(platform).into_iter().flat_map(|p| &p.hosts);
-        for host in hosts.filter(|h| self.hosts.get(*h).is_some_and(HostSlots::may_serve)) {
+        for (host, _) in hosts.filter(|(_, slots)| slots.may_serve()) {
             if !failed.contains(host) {
                 return None;
             }
@@ -455,18 +471,20 @@ impl Ledger {
         let pool = self.pools.get(platform)?;
         pool.hosts
             .iter()
-            .filter(|h| !failed.contains(*h))
-            .filter_map(|h| {
-                let slots = self.hosts.get(h)?;
+            .filter_map(|(h, slots)| {
                 let free = slots.free();
-                (free > 0).then_some((free, Reverse(slots.running.len()), Reverse(h)))
+                (free > 0 && !failed.contains(h)).then_some((
+                    free,
+                    Reverse(slots.running.len()),
+                    Reverse(h),
+                ))
             })
             .max()
             .map(|(_, _, Reverse(h))| h.clone())
     }
 
     fn start(&mut self, request: TaskRunRequest, host: HostName) {
-        if let Some(slots) = self.hosts.get_mut(&host) {
+        if let Some(slots) = self.slots_mut(&host) {
             slots.running.insert(request.key.clone());
         }
         self.taskruns.insert(
@@ -501,13 +519,14 @@ impl Ledger {
     /// Takes a TaskRun off a host; returns the platform whose waiters may now use
     /// the slot. Forgets a removed host once it runs nothing.
     fn free_slot(&mut self, host: &HostName, key: &TaskRunKey) -> Option<Platform> {
-        let slots = self.hosts.get_mut(host)?;
+        let slots = self.slots_mut(host)?;
         slots.running.remove(key);
         match &slots.settings {
             Some(settings) => Some(settings.platform.clone()),
             None => {
                 if slots.running.is_empty() {
-                    self.hosts.remove(host);
+                    self.retired.remove(host);
+                    self.location.remove(host);
                 }
                 None
             }
@@ -525,7 +544,8 @@ impl Ledger {
             let free: Vec<&HostName> = pool
                 .hosts
                 .iter()
-                .filter(|h| self.hosts.get(*h).is_some_and(|s| s.free() > 0))
+                .filter(|(_, slots)| slots.free() > 0)
+                .map(|(h, _)| h)
                 .collect();
             if free.is_empty() {
                 break;

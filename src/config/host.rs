@@ -17,6 +17,11 @@ pub const MAX_CONCURRENCY: u32 = 8;
 /// SSH port used when `host.<name>.port` is not set.
 pub const DEFAULT_SSH_PORT: u16 = 22;
 
+/// Why a string cannot be a [`HostName`]; the message says what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidHostName(pub String);
+
 /// A host's pool name: the `<name>` of `host.<name>.*`, also written into the
 /// TaskRun's `assigned-host` label, so it must be a valid label value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,7 +30,7 @@ pub struct HostName(String);
 impl HostName {
     /// Validates a host name: a Kubernetes label value (at most 63 letters, digits,
     /// `-`, `_`, `.`, starting and ending with a letter or digit), not `localhost`.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, InvalidHostName> {
         let ok = !name.is_empty()
             && name.len() <= 63
             && name
@@ -34,17 +39,17 @@ impl HostName {
             && name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && name.ends_with(|c: char| c.is_ascii_alphanumeric());
         if !ok {
-            return Err(format!(
+            return Err(InvalidHostName(format!(
                 "host name {name:?} cannot be used: it goes into the TaskRun label \
                  build.appstudio.redhat.com/assigned-host, so it must be 1 to 63 letters, \
                  digits, `-`, `_` or `.`, starting and ending with a letter or digit"
-            ));
+            )));
         }
         if name == LOCALHOST {
-            return Err(format!(
+            return Err(InvalidHostName(format!(
                 "host name {LOCALHOST:?} is reserved: TaskRuns of local platforms are \
                  labelled assigned-host=localhost; rename the host"
-            ));
+            )));
         }
         Ok(HostName(name.to_owned()))
     }
@@ -162,7 +167,7 @@ pub(crate) fn parse_host(
         ));
     };
 
-    let name = HostName::parse(raw_name).map_err(|why| error("*", why));
+    let name = HostName::parse(raw_name).map_err(|why| error("*", why.0));
     let value = |f: &str| fields.get(f).map(|v| v.trim()).filter(|v| !v.is_empty());
 
     let mut required = |f: &str, what: &str| {
@@ -249,14 +254,14 @@ pub(crate) fn parse_host(
             Some(None)
         }
         Some(k) => HostKey::parse(k)
-            .map_err(|w| error(field::HOST_KEY, w))
+            .map_err(|w| error(field::HOST_KEY, w.0))
             .ok()
             .map(Some),
     };
     let sudo_commands = match fields.get(field::SUDO_COMMANDS) {
         None => Some(Vec::new()),
         Some(s) => SudoCommand::parse_list(s)
-            .map_err(|w| error(field::SUDO_COMMANDS, w))
+            .map_err(|w| error(field::SUDO_COMMANDS, w.0))
             .ok(),
     };
 

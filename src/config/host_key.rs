@@ -44,6 +44,11 @@ impl fmt::Display for HostKeyChecking {
     }
 }
 
+/// Why a value is not a host key; the message says what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidHostKey(pub String);
+
 /// A host's public key as an admin pinned it: OpenSSH format, `type base64 [comment]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostKey {
@@ -65,7 +70,11 @@ const EXPECTED: &str = "expected one OpenSSH public key line `<type> <base64> [c
 
 impl HostKey {
     /// Parses and validates an OpenSSH public key line.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, InvalidHostKey> {
+        Self::parse_line(value).map_err(InvalidHostKey)
+    }
+
+    fn parse_line(value: &str) -> Result<Self, String> {
         let line = value.trim();
         if line.contains('\n') || line.contains('\r') {
             return Err(format!("holds more than one line; {EXPECTED}"));
@@ -161,7 +170,7 @@ pub(crate) mod tests {
             (wrong_type.as_str(), "not a valid ecdsa-sha2-nistp256"),
         ];
         for (input, why) in cases {
-            let err = HostKey::parse(input).expect_err(input);
+            let err = HostKey::parse(input).expect_err(input).to_string();
             assert!(err.contains(why), "{input}: {err}");
             assert!(
                 err.contains("expected one OpenSSH public key line"),
@@ -172,6 +181,7 @@ pub(crate) mod tests {
         assert!(
             HostKey::parse(&two)
                 .unwrap_err()
+                .0
                 .contains("more than one line")
         );
     }

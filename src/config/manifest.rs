@@ -143,18 +143,23 @@ pub fn parse_manifest(yaml: &str) -> Result<Manifest, ManifestError> {
                     Value::String(s) => {
                         data.insert(key.clone(), s.clone());
                     }
-                    Value::Number(_) | Value::Bool(_) => {
+                    Value::Number(_) => {
                         error(
                             &at,
                             format!(
-                                "the value {value} is a YAML {}, but ConfigMap values must be \
-                                 strings (kubectl refuses this manifest); quote it: \"{value}\"",
-                                if value.is_boolean() {
-                                    "boolean"
-                                } else {
-                                    "number"
-                                }
+                                "the value {value} is a YAML number, but ConfigMap values must \
+                                 be strings (kubectl refuses this manifest); quote it: \"{value}\""
                             ),
+                        );
+                        data.insert(key.clone(), value.to_string());
+                    }
+                    Value::Bool(_) => {
+                        error(
+                            &at,
+                            "the value is a YAML boolean (unquoted yes, no, on, off, true or \
+                             false), but ConfigMap values must be strings (kubectl refuses this \
+                             manifest); put the value in quotes"
+                                .to_owned(),
                         );
                         data.insert(key.clone(), value.to_string());
                     }
@@ -257,6 +262,50 @@ data:
             GOOD.trim().replace('\n', "\n  ")
         );
         assert_eq!(parse_manifest(&list).unwrap().data.len(), 2);
+    }
+
+    #[test]
+    fn reads_kubectl_get_output() {
+        let yaml = r#"apiVersion: v1
+data:
+  host.arm-1.address: 10.0.0.1
+  local-platforms: linux/x86_64,local,localhost
+kind: ConfigMap
+metadata:
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: |
+      {"apiVersion":"v1","data":{"local-platforms":"linux/x86_64"},"kind":"ConfigMap"}
+  creationTimestamp: "2025-01-07T10:00:00Z"
+  labels:
+    build.appstudio.redhat.com/multi-platform-config: hosts
+  name: host-config
+  namespace: multi-platform-controller
+  resourceVersion: "123456"
+  uid: 0b3c2c55-8f1e-4c6e-9d7a-1f0e2d3c4b5a
+"#;
+        let m = parse_manifest(yaml).unwrap();
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+        assert_eq!(m.data["host.arm-1.address"], "10.0.0.1");
+    }
+
+    #[test]
+    fn data_must_be_a_mapping() {
+        let head = GOOD.split("\ndata:").next().unwrap();
+        let yaml = format!("{head}\ndata: [a, b]\n");
+        let m = parse_manifest(&yaml).unwrap();
+        assert_eq!(m.problems.len(), 1);
+        assert_eq!(m.problems[0].key, "data");
+        let yaml = GOOD.replace(
+            "  local-platforms: \"linux/x86_64,local,\"",
+            "  nested: {a: b}",
+        );
+        let m = parse_manifest(&yaml).unwrap();
+        assert!(
+            m.problems[0].message.contains("list or mapping"),
+            "{:?}",
+            m.problems
+        );
+        assert!(!m.data.contains_key("nested"));
     }
 
     #[test]

@@ -22,12 +22,14 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use dynamic::{
     CloudProvider, DynamicPlatform, DynamicSettings, DynamicStrategy, StrategySettings,
 };
-pub use host::{DEFAULT_SSH_PORT, ExcludedHost, Host, HostName, HostState, MAX_CONCURRENCY};
-pub use host_key::{HostKey, HostKeyChecking};
+pub use host::{
+    DEFAULT_SSH_PORT, ExcludedHost, Host, HostName, HostState, InvalidHostName, MAX_CONCURRENCY,
+};
+pub use host_key::{HostKey, HostKeyChecking, InvalidHostKey};
 pub use problem::{Problem, Severity, Subject};
 pub use route::{Route, RouteError};
 pub use settings::{DEFAULT_USER_KEY_LIFETIME, Settings};
-pub use sudo::SudoCommand;
+pub use sudo::{InvalidSudoCommand, SudoCommand};
 
 use crate::platform::Platform;
 

@@ -17,6 +17,11 @@
 
 use std::fmt;
 
+/// Why a value is not a valid sudo command list; the message says what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSudoCommand(pub String);
+
 /// One command a build user may run with sudo.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SudoCommand {
@@ -39,7 +44,11 @@ fn arg_char(b: u8) -> bool {
 
 impl SudoCommand {
     /// Parses one command (`/usr/bin/podman` or `/usr/bin/systemctl restart podman`).
-    pub fn parse(entry: &str) -> Result<Self, String> {
+    pub fn parse(entry: &str) -> Result<Self, InvalidSudoCommand> {
+        Self::parse_entry(entry).map_err(InvalidSudoCommand)
+    }
+
+    fn parse_entry(entry: &str) -> Result<Self, String> {
         if entry.len() > MAX_COMMAND_LEN {
             return Err(format!(
                 "a command is {} characters long; at most {MAX_COMMAND_LEN} are accepted",
@@ -89,15 +98,16 @@ impl SudoCommand {
     }
 
     /// Parses a whole `sudo-commands` value (see the module docs for the syntax).
-    pub fn parse_list(value: &str) -> Result<Vec<Self>, String> {
+    pub fn parse_list(value: &str) -> Result<Vec<Self>, InvalidSudoCommand> {
         let mut commands = Vec::new();
         for (index, entry) in value.split([',', '\n']).enumerate() {
             let entry = entry.trim_matches([' ', '\t', '\r']);
             if entry.is_empty() {
                 continue;
             }
-            let command = SudoCommand::parse(entry)
-                .map_err(|why| format!("command {} ({entry:?}): {why}", index + 1))?;
+            let command = SudoCommand::parse_entry(entry).map_err(|why| {
+                InvalidSudoCommand(format!("command {} ({entry:?}): {why}", index + 1))
+            })?;
             if !commands.contains(&command) {
                 commands.push(command);
             }
@@ -176,13 +186,15 @@ mod tests {
             ("/bin/true #x", "contains '#'"),
         ];
         for (input, why) in cases {
-            let err = SudoCommand::parse_list(input).expect_err(input);
+            let err = SudoCommand::parse_list(input).expect_err(input).0;
             assert!(err.contains(why), "{input}: {err}");
             assert!(err.starts_with("command 1"), "{err}");
         }
         let long = format!("/bin/{}", "a".repeat(MAX_COMMAND_LEN));
-        assert!(SudoCommand::parse(&long).unwrap_err().contains("at most"));
-        let err = SudoCommand::parse_list("/usr/bin/podman, ALL").unwrap_err();
+        assert!(SudoCommand::parse(&long).unwrap_err().0.contains("at most"));
+        let err = SudoCommand::parse_list("/usr/bin/podman, ALL")
+            .unwrap_err()
+            .0;
         assert!(err.starts_with("command 2 (\"ALL\")"), "{err}");
     }
 

@@ -301,6 +301,7 @@ fn unlisted_dynamic_settings_and_unknown_keys_are_warnings() {
         ("dynamic.linux-s390x.max-instances", "3"),
         ("colour", "blue"),
         ("host.nofield", "x"),
+        ("dynamic.nofield", "x"),
     ]));
     let keys: Vec<(&str, Severity)> = config
         .problems
@@ -312,6 +313,7 @@ fn unlisted_dynamic_settings_and_unknown_keys_are_warnings() {
         [
             ("colour", Severity::Warning),
             ("dynamic.linux-s390x.*", Severity::Warning),
+            ("dynamic.nofield", Severity::Warning),
             ("host.nofield", Severity::Warning),
         ]
     );

@@ -1,5 +1,5 @@
 //! Small validators for ConfigMap values. Each error completes the sentence
-//! "<key>: …" and says what is expected.
+//! "`<key>`: …" and says what is expected.
 
 use std::net::IpAddr;
 
