@@ -5,9 +5,9 @@
 //! Kubernetes and SSH shells; see `ARCHITECTURE` in the README.
 
 pub mod allocation;
+pub mod cluster;
 pub mod config;
 pub mod controller;
-pub mod cluster;
 pub mod naming;
 pub mod platform;
 pub mod taskrun;

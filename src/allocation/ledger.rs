@@ -29,10 +29,10 @@ struct HostSlots {
 }
 
 impl HostSlots {
-    fn new(settings: Option<HostSettings>) -> Self {
+    fn new(settings: Option<HostSettings>, healthy: bool) -> Self {
         HostSlots {
             settings,
-            healthy: true,
+            healthy,
             running: BTreeSet::new(),
         }
     }
@@ -93,6 +93,9 @@ pub struct Ledger {
     /// Where each host is: in the pool of this platform, or retired (`None`).
     location: HashMap<HostName, Option<Platform>>,
     taskruns: HashMap<TaskRunKey, Entry>,
+    /// Hosts join unhealthy and take TaskRuns only once reported healthy (see
+    /// [`Ledger::new_probing`]).
+    probe_before_use: bool,
 }
 
 fn settings_of(config: &PoolConfig) -> BTreeMap<HostName, HostSettings> {
@@ -114,9 +117,24 @@ fn settings_of(config: &PoolConfig) -> BTreeMap<HostName, HostSettings> {
 impl Ledger {
     /// An empty ledger for the pool hosts of `config`, all assumed healthy.
     pub fn new(config: &PoolConfig) -> Self {
-        let mut ledger = Ledger::default();
+        Self::build(config, false)
+    }
+
+    /// An empty ledger whose hosts — these and any a later configuration adds — take
+    /// no TaskRun until [`Ledger::set_health`] reports them healthy. The controller
+    /// uses it so that a host is used only after it was reached and rid of leftover
+    /// users, which would otherwise count against its slots unseen.
+    pub fn new_probing(config: &PoolConfig) -> Self {
+        Self::build(config, true)
+    }
+
+    fn build(config: &PoolConfig, probe_before_use: bool) -> Self {
+        let mut ledger = Ledger {
+            probe_before_use,
+            ..Ledger::default()
+        };
         for (name, settings) in settings_of(config) {
-            ledger.place_host(name, HostSlots::new(Some(settings)));
+            ledger.place_host(name, HostSlots::new(Some(settings), !probe_before_use));
         }
         ledger
     }
@@ -132,7 +150,22 @@ impl Ledger {
         config: &PoolConfig,
         recorded: impl IntoIterator<Item = RecordedTaskRun>,
     ) -> (Self, Outcome) {
-        let mut ledger = Ledger::new(config);
+        Self::rebuild_into(Ledger::new(config), recorded)
+    }
+
+    /// [`Ledger::rebuild`] into a [`Ledger::new_probing`] ledger: nothing is assigned
+    /// until hosts are reported healthy.
+    pub fn rebuild_probing(
+        config: &PoolConfig,
+        recorded: impl IntoIterator<Item = RecordedTaskRun>,
+    ) -> (Self, Outcome) {
+        Self::rebuild_into(Ledger::new_probing(config), recorded)
+    }
+
+    fn rebuild_into(
+        mut ledger: Ledger,
+        recorded: impl IntoIterator<Item = RecordedTaskRun>,
+    ) -> (Self, Outcome) {
         let mut waiters = Vec::new();
         for record in recorded {
             let key = record.request.key.clone();
@@ -142,7 +175,8 @@ impl Ledger {
             match record.assigned_host {
                 Some(host) => {
                     if !ledger.location.contains_key(&host) {
-                        ledger.place_host(host.clone(), HostSlots::new(None));
+                        let healthy = !ledger.probe_before_use;
+                        ledger.place_host(host.clone(), HostSlots::new(None, healthy));
                     }
                     if let Some(slots) = ledger.slots_mut(&host) {
                         slots.running.insert(key.clone());
@@ -329,7 +363,8 @@ impl Ledger {
             }
         }
         for (name, settings) in wanted {
-            self.place_host(name, HostSlots::new(Some(settings)));
+            let healthy = !self.probe_before_use;
+            self.place_host(name, HostSlots::new(Some(settings), healthy));
         }
 
         let mut outcome = Outcome::default();

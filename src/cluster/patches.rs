@@ -259,7 +259,10 @@ mod tests {
         ] {
             let mut doc = json!({"metadata": {"labels": {ASSIGNED_HOST_LABEL: "a2"}}});
             json_patch::merge(&mut doc, &patch);
-            assert_eq!(doc["metadata"]["annotations"][FAILED_HOSTS_ANNOTATION], "a1,a2");
+            assert_eq!(
+                doc["metadata"]["annotations"][FAILED_HOSTS_ANNOTATION],
+                "a1,a2"
+            );
             assert_ne!(doc["metadata"]["labels"][ASSIGNED_HOST_LABEL], "a2");
         }
         assert!(mark_failed(&failed)["metadata"]["labels"][WAITING_FOR_PLATFORM_LABEL].is_null());

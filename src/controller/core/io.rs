@@ -20,8 +20,11 @@ pub enum Input {
     Config(ConfigInput),
     /// An operation the core ordered has ended.
     Report(TaskRunKey, Report),
-    /// A host's health probe result changed.
+    /// A host's health changed. The prober reports a host up only after it reached
+    /// it and removed the users [`super::Core::reapable`] named.
     Health(HostName, bool),
+    /// The reaper passed over a host: these `u-*` users remain on it afterwards.
+    Reaped(HostName, Vec<UserName>),
     /// Time passed: due timers fire.
     Tick,
 }
@@ -53,12 +56,14 @@ pub enum Command {
     Release(ReleaseOrder),
     /// Publish an Event on a TaskRun.
     Event(EventOrder),
-    /// Publish a warning about a host (on the host-config ConfigMap) and keep probing it.
-    HostDown {
+    /// Probe a host until it answers, reap its leftover users, then report it up with
+    /// [`Input::Health`]. With a `reason`, the host was taken out of service: publish
+    /// it as a warning (on the host-config ConfigMap).
+    Probe {
         /// The host.
         host: HostName,
-        /// What went wrong.
-        reason: String,
+        /// Why it was taken down; `None` for a host that was never probed yet.
+        reason: Option<String>,
     },
     /// Count something for the metrics.
     Metric(Metric),

@@ -30,14 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use io::{
-    Command, ConfigInput, EventOrder, EventReason, FailOrder, HostFailure, HostFailureKind,
-    Input, Metric, ProvisionOrder, ReleaseOrder, Report, TaskRunOrder, WaitOrder,
+    Command, ConfigInput, EventOrder, EventReason, FailOrder, HostFailure, HostFailureKind, Input,
+    Metric, ProvisionOrder, ReleaseOrder, Report, TaskRunOrder, WaitOrder,
 };
 pub use observed::Observed;
 
 use crate::allocation::{
-    Assignment, Decision, Ledger, RecordedTaskRun, Rejected, Rejection, TaskRunKey,
-    TaskRunRequest,
+    Assignment, Decision, Ledger, RecordedTaskRun, Rejected, Rejection, TaskRunKey, TaskRunRequest,
 };
 use crate::config::{Host, HostName, PoolConfig, Route};
 use crate::naming::{LOCALHOST, UserName};
@@ -147,7 +146,7 @@ impl Core {
                 .values()
                 .map(|h| (h.name.clone(), h.clone()))
                 .collect(),
-            ledger: Ledger::new(pool),
+            ledger: Ledger::new_probing(pool),
             config: config.clone(),
             missing_reason,
             runs: HashMap::new(),
@@ -164,61 +163,22 @@ impl Core {
             }
             let mut run = Run::new(&obs);
             let key = obs.key.clone();
-            match obs.assigned_host.as_deref() {
-                // The label comes before the Secret: write it again (idempotent) in case
-                // the previous controller stopped in between.
-                Some(LOCALHOST) => run.phase = Phase::Local { written: false },
-                Some(name) => match HostName::parse(name) {
-                    Ok(host) => {
-                        if let Some(platform) = run.valid_platform() {
-                            recorded.push(RecordedTaskRun {
-                                request: request(&key, &run, platform.clone()),
-                                assigned_host: Some(host.clone()),
-                            });
-                        }
-                        // Resume: an unfinished one is provisioned again (idempotent; the
-                        // shell keeps an existing access Secret), a finished one released,
-                        // and one we could never have placed is cleaned up.
-                        run.phase = if run.finished || run.valid_platform().is_none() {
-                            Phase::Releasing {
-                                host: Some(host),
-                                since_ms: now_ms,
-                            }
-                        } else {
-                            Phase::Provisioning { host }
-                        };
-                    }
-                    // A label we cannot have written: treat the TaskRun as new.
-                    Err(_) => {}
-                },
-                None => {
-                    let pooled = !run.finished
-                        && run
-                            .valid_platform()
-                            .zip(config.as_deref())
-                            .is_some_and(|(p, c)| matches!(c.route(p), Route::Pool(_)));
-                    if pooled {
-                        let platform = run.valid_platform().cloned();
-                        if let Some(platform) = platform {
-                            recorded.push(RecordedTaskRun {
-                                request: request(&key, &run, platform),
-                                assigned_host: None,
-                            });
-                            run.phase = Phase::Queued {
-                                reason: QueueReason::PoolFull,
-                                marked: obs.waiting,
-                            };
-                        }
-                    } else {
-                        fresh.push(key.clone());
-                    }
-                }
+            match resume(&key, &obs, &mut run, config.as_deref(), now_ms) {
+                Resume::Recorded(record) => recorded.push(record),
+                Resume::Fresh => fresh.push(key.clone()),
+                Resume::Nothing => {}
             }
             core.runs.insert(key, run);
         }
 
-        let (ledger, outcome) = Ledger::rebuild(pool, recorded);
+        // Hosts take TaskRuns only once probed (and rid of leftovers): nothing is
+        // assigned yet, waiters just take their place in the queues.
+        let (ledger, outcome) = Ledger::rebuild_probing(pool, recorded);
         core.ledger = ledger;
+        let names: Vec<HostName> = core.hosts.keys().cloned().collect();
+        for host in names {
+            core.out.push(Command::Probe { host, reason: None });
+        }
         // Waiters the rebuild placed: their queue position or their new slot.
         let queued: Vec<TaskRunKey> = core
             .runs
@@ -257,6 +217,7 @@ impl Core {
             Input::Config(config) => self.on_config(config),
             Input::Report(key, report) => self.on_report(&key, report),
             Input::Health(host, up) => self.on_health(&host, up),
+            Input::Reaped(host, users) => self.on_reaped(&host, &users),
             Input::Tick => {}
         }
         self.fire_due_timers();
@@ -276,9 +237,20 @@ impl Core {
     /// The users on `host` that belong to no TaskRun holding a slot there: leftovers
     /// of crashes, given-up cleanups or failed provisioning, for the reaper to remove.
     pub fn reapable(&self, host: &HostName, users: &[UserName]) -> Vec<UserName> {
+        // Users left behind by a release that gave up on this host are the reaper's.
+        let abandoned = |k: &TaskRunKey| {
+            self.runs.get(k).is_some_and(|r| match &r.phase {
+                Phase::Abandoned { host: h } => h == host,
+                Phase::Releasing {
+                    abandoned: Some(h), ..
+                } => h == host,
+                _ => false,
+            })
+        };
         let protected: BTreeSet<UserName> = self
             .ledger
             .running_on(host)
+            .filter(|k| !abandoned(k))
             .map(|k| UserName::for_taskrun(&k.name, &k.namespace))
             .chain(
                 self.runs
@@ -311,10 +283,7 @@ impl Core {
                 continue;
             };
             let active = usage.state == Some(crate::config::HostState::Active);
-            let entry = gauges
-                .platforms
-                .entry(platform.to_string())
-                .or_default();
+            let entry = gauges.platforms.entry(platform.to_string()).or_default();
             entry.running += usage.used;
             if active {
                 entry.pool_size += usage.concurrency as usize;
@@ -382,6 +351,17 @@ impl Core {
                     self.hosts.insert(host.name.clone(), host.clone());
                 }
                 let outcome = self.ledger.apply_config(&config);
+                // New (or re-added) hosts join unhealthy: probe them. The shell keeps
+                // one probe per host, so asking again for one already probed is free.
+                let unprobed: Vec<HostName> = self
+                    .ledger
+                    .hosts()
+                    .filter(|u| u.state.is_some() && !u.healthy)
+                    .map(|u| u.host)
+                    .collect();
+                for host in unprobed {
+                    self.out.push(Command::Probe { host, reason: None });
+                }
                 self.config = Some(config);
                 self.apply_outcome(outcome.assigned, outcome.rejected);
                 // TaskRuns that waited for a configuration are placed now, oldest first.
@@ -401,13 +381,39 @@ impl Core {
                     .collect();
                 waiting.sort_by_key(|k| (self.runs[k].created, k.clone()));
                 for key in waiting {
+                    // Placed from its queued phase, so an already written waiting label
+                    // is not written again; the grace-period timer no longer applies.
                     if let Some(run) = self.runs.get_mut(&key) {
-                        run.phase = Phase::New;
                         run.timer = None;
+                        if run.in_flight.is_none() && !run.finished {
+                            self.place(&key);
+                            continue;
+                        }
+                        run.phase = Phase::New;
                     }
                     self.step(&key);
                 }
             }
+        }
+    }
+
+    /// `remaining`: the users on `host` after the reaper's pass. An abandoned user that
+    /// is not among them is gone (reaped now, or removed earlier by a cleanup whose
+    /// report was lost), so its slot is free.
+    fn on_reaped(&mut self, host: &HostName, remaining: &[UserName]) {
+        let freed: Vec<TaskRunKey> = self
+            .runs
+            .iter()
+            .filter(|(k, r)| {
+                r.phase == Phase::Abandoned { host: host.clone() }
+                    && !remaining.contains(&UserName::for_taskrun(&k.name, &k.namespace))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in freed {
+            self.runs.remove(&key);
+            let assigned = self.ledger.release(&key);
+            self.apply_outcome(assigned, Vec::new());
         }
     }
 
@@ -489,11 +495,24 @@ impl Core {
             }
             Report::Released => {
                 run.attempts = 0;
-                if let (Phase::Releasing { host, .. }, Op::Release) = (run.phase.clone(), op) {
+                if let (
+                    Phase::Releasing {
+                        host, abandoned, ..
+                    },
+                    Op::Release,
+                ) = (run.phase.clone(), op)
+                {
                     let platform = run.valid_platform().cloned();
                     let ran = run.ready_at_ms.take();
-                    run.phase = Phase::Done;
                     run.marked = false;
+                    if let Some(leftover) = abandoned {
+                        // Its user is still on the host and keeps the slot until the
+                        // reaper removes it.
+                        run.phase = Phase::Abandoned { host: leftover };
+                        self.step(key);
+                        return;
+                    }
+                    run.phase = Phase::Done;
                     if let (Some(platform), Some(start)) = (platform, ran) {
                         self.metric(Metric::TaskRunTime {
                             platform,
@@ -550,21 +569,25 @@ impl Core {
         self.event(
             key,
             EventReason::ProvisioningFailed,
-            format!("preparing a build user on host {host} failed: {}", failure.message),
+            format!(
+                "preparing a build user on host {host} failed: {}",
+                failure.message
+            ),
         );
         if failure.kind.takes_host_down() {
             self.host_down(&host, &failure.message);
         }
         if finished {
             // Nothing to place any more: free the slot and clean what may be left.
+            // The failed host's slot is already counted free by nobody else: clean it,
+            // then the normal release frees the slot.
             if let Some(run) = self.runs.get_mut(key) {
                 run.phase = Phase::Releasing {
                     host: Some(host),
                     since_ms: self.now_ms,
+                    abandoned: None,
                 };
             }
-            let assigned = self.ledger.release(key);
-            self.apply_outcome(assigned, Vec::new());
             return;
         }
         match self.ledger.provisioning_failed(key, &host) {
@@ -675,30 +698,45 @@ impl Core {
                     self.issue_fail(key, message);
                 }
             }
-            Phase::Releasing { host, since_ms } => {
-                let give_up = host.is_some()
-                    && (run.deleting || run.gone)
+            Phase::Releasing { host, since_ms, .. } => {
+                let Some(h) = host else {
+                    self.issue_release(key, None);
+                    return;
+                };
+                let unknown = !self.hosts.contains_key(&h);
+                let timed_out = (run.deleting || run.gone)
                     && now_ms - since_ms >= self.settings.release_give_up.as_millis() as i64;
-                let host = if give_up {
-                    // The TaskRun is going away: stop waiting for the host; the reaper
-                    // removes the user once the host answers again.
+                if unknown || timed_out {
+                    // The host cannot be cleaned now: release the TaskRun without it.
+                    // The user stays behind and keeps its slot until the reaper removed it.
                     run.phase = Phase::Releasing {
                         host: None,
                         since_ms,
+                        abandoned: Some(h.clone()),
                     };
-                    if let Some(h) = &host {
-                        let note = format!(
+                    let user = UserName::for_taskrun(&key.name, &key.namespace);
+                    let note = if unknown {
+                        format!(
+                            "host {h} is no longer in host-config, so build user {user} \
+                             could not be removed from it; its slot stays taken until the \
+                             host is configured again and the reaper removed the user (or \
+                             remove it by hand). Drain hosts (state: drain) until their slots \
+                             are free before removing them"
+                        )
+                    } else {
+                        format!(
                             "host {h} could not be cleaned in time; the TaskRun is released \
-                             and the reaper will remove the build user when the host answers"
-                        );
-                        self.event(key, EventReason::CleanupFailed, note);
-                    }
-                    None
+                             and the reaper will remove build user {user} when the host \
+                             answers again"
+                        )
+                    };
+                    self.event(key, EventReason::CleanupFailed, note);
+                    self.issue_release(key, None);
                 } else {
-                    host
-                };
-                self.issue_release(key, host);
+                    self.issue_release(key, Some(h));
+                }
             }
+            Phase::Abandoned { .. } => {}
             Phase::Done => {
                 if run.gone {
                     self.runs.remove(key);
@@ -786,7 +824,11 @@ impl Core {
                 seconds: (now_ms - since).max(0) as f64 / 1000.0,
             });
         }
-        self.event(key, EventReason::Allocated, format!("allocated host {host}"));
+        self.event(
+            key,
+            EventReason::Allocated,
+            format!("allocated host {host}"),
+        );
         self.step(key);
     }
 
@@ -816,9 +858,9 @@ impl Core {
             (QueueReason::PoolFull, Some(0)) => {
                 format!("waiting for a free {platform} host: next in the queue")
             }
-            (QueueReason::PoolFull, Some(ahead)) => format!(
-                "waiting for a free {platform} host: {ahead} TaskRun(s) ahead in the queue"
-            ),
+            (QueueReason::PoolFull, Some(ahead)) => {
+                format!("waiting for a free {platform} host: {ahead} TaskRun(s) ahead in the queue")
+            }
             (QueueReason::PoolFull, None) => format!("waiting for a free {platform} host"),
         };
         self.event(key, EventReason::Waiting, note);
@@ -871,6 +913,7 @@ impl Core {
             run.phase = Phase::Releasing {
                 host,
                 since_ms: now_ms,
+                abandoned: None,
             };
         }
         self.step(key);
@@ -887,16 +930,12 @@ impl Core {
 
     /// A TaskRun vanished (its operation found it gone): free whatever it held.
     fn forget(&mut self, key: &TaskRunKey) {
-        if let Some(run) = self.runs.remove(key) {
-            if matches!(
-                run.phase,
-                Phase::Queued {
-                    reason: QueueReason::PoolFull,
-                    ..
-                }
-            ) {
-                self.ledger.cancel(key);
-            }
+        if let Some(Phase::Queued {
+            reason: QueueReason::PoolFull,
+            ..
+        }) = self.runs.remove(key).map(|r| r.phase)
+        {
+            self.ledger.cancel(key);
         }
         let assigned = self.ledger.release(key);
         self.apply_outcome(assigned, Vec::new());
@@ -905,9 +944,9 @@ impl Core {
     fn host_down(&mut self, host: &HostName, reason: &str) {
         let assigned = self.ledger.set_health(host, false);
         self.apply_outcome(assigned, Vec::new());
-        self.out.push(Command::HostDown {
+        self.out.push(Command::Probe {
             host: host.clone(),
-            reason: reason.to_owned(),
+            reason: Some(reason.to_owned()),
         });
     }
 
@@ -956,11 +995,9 @@ impl Core {
     }
 
     fn set_timer(&mut self, key: &TaskRunKey, at: i64) {
-        if let Some(run) = self.runs.get_mut(key) {
-            if run.timer != Some(at) {
-                run.timer = Some(at);
-                self.timers.insert(at, key.clone());
-            }
+        if let Some(run) = self.runs.get_mut(key).filter(|r| r.timer != Some(at)) {
+            run.timer = Some(at);
+            self.timers.insert(at, key.clone());
         }
     }
 
@@ -1050,32 +1087,20 @@ impl Core {
     }
 
     fn issue_release(&mut self, key: &TaskRunKey, host: Option<HostName>) {
-        let user = UserName::for_taskrun(&key.name, &key.namespace);
-        let definition = match host {
-            Some(h) => match self.hosts.get(&h) {
-                Some(definition) => Some(definition.clone()),
-                None => {
-                    // Removed from host-config before a restart: no address or
-                    // credentials are left to reach it. Say so instead of hanging.
-                    let note = format!(
-                        "host {h} is no longer in host-config, so build user {user} could not                          be removed from it; remove it by hand, or drain hosts (state: drain)                          until their slots are free before removing them"
-                    );
-                    self.event(key, EventReason::CleanupFailed, note);
-                    None
-                }
-            },
-            None => None,
-        };
         let order = ReleaseOrder {
             key: key.clone(),
-            host: definition,
-            user,
+            host: host.and_then(|h| self.hosts.get(&h).cloned()),
+            user: UserName::for_taskrun(&key.name, &key.namespace),
         };
         self.issue(key, Op::Release, Command::Release(order));
     }
 
     fn event(&mut self, key: &TaskRunKey, reason: EventReason, note: String) {
-        let uid = self.runs.get(key).map(|r| r.uid.clone()).unwrap_or_default();
+        let uid = self
+            .runs
+            .get(key)
+            .map(|r| r.uid.clone())
+            .unwrap_or_default();
         self.out.push(Command::Event(EventOrder {
             key: key.clone(),
             uid,
@@ -1086,6 +1111,79 @@ impl Core {
 
     fn metric(&mut self, metric: Metric) {
         self.out.push(Command::Metric(metric));
+    }
+}
+
+/// What a TaskRun found at start-up contributes to the rebuild.
+enum Resume {
+    /// It holds or waits for a slot: rebuild the ledger with it.
+    Recorded(RecordedTaskRun),
+    /// It has not been placed yet: decide once the ledger is rebuilt.
+    Fresh,
+    /// It needs no slot (local, or finished without one).
+    Nothing,
+}
+
+/// Sets the phase a TaskRun resumes in after a (re)start, from what it records.
+fn resume(
+    key: &TaskRunKey,
+    obs: &Observed,
+    run: &mut Run,
+    config: Option<&PoolConfig>,
+    now_ms: i64,
+) -> Resume {
+    match obs.assigned_host.as_deref() {
+        // The label comes before the Secret: write it again (idempotent) in case the
+        // previous controller stopped in between.
+        Some(LOCALHOST) => {
+            run.phase = Phase::Local { written: false };
+            Resume::Nothing
+        }
+        Some(name) => {
+            let Ok(host) = HostName::parse(name) else {
+                // A label we cannot have written: decide afresh.
+                return Resume::Fresh;
+            };
+            let platform = run.valid_platform().cloned();
+            // An unfinished one is provisioned again (idempotent: the shell keeps an
+            // existing access Secret), a finished one released, and one we could never
+            // have placed is cleaned up.
+            run.phase = if run.finished || platform.is_none() {
+                Phase::Releasing {
+                    host: Some(host.clone()),
+                    since_ms: now_ms,
+                    abandoned: None,
+                }
+            } else {
+                Phase::Provisioning { host: host.clone() }
+            };
+            match platform {
+                Some(platform) => Resume::Recorded(RecordedTaskRun {
+                    request: request(key, run, platform),
+                    assigned_host: Some(host),
+                }),
+                None => Resume::Nothing,
+            }
+        }
+        None => {
+            let pooled = (!run.finished)
+                .then(|| run.valid_platform().cloned())
+                .flatten()
+                .filter(|p| config.is_some_and(|c| matches!(c.route(p), Route::Pool(_))));
+            match pooled {
+                Some(platform) => {
+                    run.phase = Phase::Queued {
+                        reason: QueueReason::PoolFull,
+                        marked: obs.waiting,
+                    };
+                    Resume::Recorded(RecordedTaskRun {
+                        request: request(key, run, platform),
+                        assigned_host: None,
+                    })
+                }
+                None => Resume::Fresh,
+            }
+        }
     }
 }
 
@@ -1102,6 +1200,8 @@ fn request(key: &TaskRunKey, run: &Run, platform: Platform) -> TaskRunRequest {
 fn backoff(settings: &CoreSettings, attempts: u32) -> i64 {
     let base = settings.retry_base.as_millis() as i64;
     let max = settings.retry_max.as_millis() as i64;
-    let factor = 1_i64.checked_shl(attempts.saturating_sub(1).min(30)).unwrap_or(i64::MAX);
+    let factor = 1_i64
+        .checked_shl(attempts.saturating_sub(1).min(30))
+        .unwrap_or(i64::MAX);
     base.saturating_mul(factor).min(max).max(1)
 }

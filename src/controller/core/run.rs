@@ -22,11 +22,16 @@ pub(crate) enum Phase {
     Local { written: bool },
     /// Cannot be served; `written` once the error Secret exists.
     Failed { message: String, written: bool },
-    /// Finished: cleaning `host` (if any) and removing our marks.
+    /// Finished: cleaning `host` (if any) and removing our marks. `abandoned`: a host
+    /// that could not be cleaned in time; its user keeps the slot until reaped.
     Releasing {
         host: Option<HostName>,
         since_ms: i64,
+        abandoned: Option<HostName>,
     },
+    /// Released, but its user was left on `host`: the slot stays taken until the
+    /// reaper removed the user.
+    Abandoned { host: HostName },
     /// Nothing left to do (kept so late events for it are ignored).
     Done,
 }

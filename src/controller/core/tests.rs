@@ -102,10 +102,55 @@ fn failure(commands: &[Command]) -> Option<&FailOrder> {
     })
 }
 
+/// Starts a core and answers its first probes: every host is up.
+pub(crate) fn start_with(config: ConfigInput, snapshot: Vec<Observed>) -> (Core, Vec<Command>) {
+    let (mut core, commands) = Core::start(CoreSettings::default(), config, snapshot, T0);
+    let mut out = Vec::new();
+    for command in commands {
+        match command {
+            Command::Probe { host, reason: None } => {
+                out.extend(core.handle(Input::Health(host, true), T0));
+            }
+            other => out.push(other),
+        }
+    }
+    (core, out)
+}
+
 fn start(config: ConfigInput) -> Core {
-    let (core, commands) = Core::start(CoreSettings::default(), config, [], T0);
-    assert!(commands.is_empty());
+    let (core, commands) = start_with(config, Vec::new());
+    assert!(commands.is_empty(), "{commands:?}");
     core
+}
+
+#[test]
+fn nothing_is_assigned_to_a_host_before_its_first_probe() {
+    let config = present(config_with(&[("a1", "linux/arm64", 1)], &[]));
+    let (mut core, out) = Core::start(
+        CoreSettings::default(),
+        config,
+        vec![candidate("b", "linux/arm64", 0)],
+        T0,
+    );
+    assert!(provisions(&out).is_empty(), "{out:?}");
+    assert!(out.contains(&Command::Probe {
+        host: host("a1"),
+        reason: None
+    }));
+    assert!(matches!(work(&out)[..], [_, Command::Wait(_)]), "{out:?}");
+    let out = core.handle(Input::Health(host("a1"), true), T0);
+    assert!(work(&out).is_empty(), "the Wait patch is still in flight");
+    let out = core.handle(Input::Report(key("b"), Report::Done), T0);
+    assert_eq!(provisions(&out), [("b".into(), "a1".into())]);
+    // A host added later is probed before use too.
+    let bigger = config_with(&[("a1", "linux/arm64", 1), ("a9", "linux/arm64", 1)], &[]);
+    let out = core.handle(Input::Config(present(bigger)), T0);
+    assert!(out.contains(&Command::Probe {
+        host: host("a9"),
+        reason: None
+    }));
+    let out = core.handle(Input::Observed(candidate("c", "linux/arm64", 1)), T0);
+    assert!(matches!(work(&out)[..], [Command::Wait(_)]), "{out:?}");
 }
 
 fn arm64_pool() -> Core {
@@ -119,7 +164,11 @@ fn arm64_pool() -> Core {
 fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
     let mut core = arm64_pool();
     let out = core.handle(Input::Observed(candidate("b1", "linux/arm64", 0)), T0);
-    assert_eq!(provisions(&out), [("b1".into(), "a2".into())], "most free slots");
+    assert_eq!(
+        provisions(&out),
+        [("b1".into(), "a2".into())],
+        "most free slots"
+    );
     let Some(Command::Provision(order)) = work(&out).first().cloned().cloned() else {
         panic!("expected a Provision first: {out:?}");
     };
@@ -158,8 +207,12 @@ fn a_full_pool_queues_fifo_and_a_freed_slot_goes_to_the_oldest_waiter_at_once() 
             panic!("expected Wait: {out:?}");
         };
         assert_eq!(w.taskrun.key.name, name);
-        assert!(events(&out).iter().any(|e| e.1 == EventReason::Waiting && e.2.contains("ahead")
-            || e.2.contains("next in the queue")));
+        assert!(
+            events(&out)
+                .iter()
+                .any(|e| e.1 == EventReason::Waiting && e.2.contains("ahead")
+                    || e.2.contains("next in the queue"))
+        );
         core.handle(Input::Report(key(name), Report::Done), T0);
     }
     assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 3);
@@ -200,15 +253,26 @@ fn malformed_and_unservable_platforms_get_error_secrets_that_say_what_to_fix() {
     )));
     let cases = [
         ("bad", "linux/ARM64", "invalid platform"),
-        ("unknown", "linux/riscv64", "no host in host-config serves platform linux/riscv64"),
-        ("dynamic", "linux/amd64", "does not support the dynamic strategy"),
+        (
+            "unknown",
+            "linux/riscv64",
+            "no host in host-config serves platform linux/riscv64",
+        ),
+        (
+            "dynamic",
+            "linux/amd64",
+            "does not support the dynamic strategy",
+        ),
     ];
     for (name, platform, expected) in cases {
         let out = core.handle(Input::Observed(candidate(name, platform, 0)), T0);
         let fail = failure(&out).unwrap_or_else(|| panic!("{name}: no Fail in {out:?}"));
         assert!(fail.message.contains(expected), "{name}: {}", fail.message);
         assert_eq!(fail.platform, platform);
-        assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::AllocationFailure { .. }))));
+        assert!(
+            out.iter()
+                .any(|c| matches!(c, Command::Metric(Metric::AllocationFailure { .. })))
+        );
         assert!(provisions(&out).is_empty());
     }
 }
@@ -217,7 +281,10 @@ fn malformed_and_unservable_platforms_get_error_secrets_that_say_what_to_fix() {
 fn local_platforms_get_the_localhost_secret_and_are_released_without_a_host() {
     let mut core = arm64_pool();
     let out = core.handle(Input::Observed(candidate("l", "linux/x86_64", 0)), T0);
-    assert!(matches!(work(&out)[..], [Command::ServeLocal(_)]), "{out:?}");
+    assert!(
+        matches!(work(&out)[..], [Command::ServeLocal(_)]),
+        "{out:?}"
+    );
     core.handle(Input::Report(key("l"), Report::Done), T0);
     let mut obs = finished(candidate("l", "linux/x86_64", 0));
     obs.finalizer = true;
@@ -233,12 +300,21 @@ fn a_missing_host_config_makes_new_taskruns_wait_until_it_appears() {
     let mut core = start(ConfigInput::Missing("not found".into()));
     let out = core.handle(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
     assert!(matches!(work(&out)[..], [Command::Wait(_)]), "{out:?}");
-    assert!(events(&out)[0].2.contains("waiting for the host-config ConfigMap"));
+    assert!(
+        events(&out)[0]
+            .2
+            .contains("waiting for the host-config ConfigMap")
+    );
     core.handle(Input::Report(key("w"), Report::Done), T0);
     let out = core.handle(
         Input::Config(present(config_with(&[("a1", "linux/arm64", 1)], &[]))),
         T0 + 5_000,
     );
+    assert!(out.contains(&Command::Probe {
+        host: host("a1"),
+        reason: None
+    }));
+    let out = core.handle(Input::Health(host("a1"), true), T0 + 5_100);
     assert_eq!(provisions(&out), [("w".into(), "a1".into())]);
 }
 
@@ -251,7 +327,11 @@ fn a_host_config_that_stays_missing_fails_waiters_after_the_grace_period() {
     assert!(work(&core.handle(Input::Tick, T0 + 59_999)).is_empty());
     let out = core.handle(Input::Tick, T0 + 60_000);
     let fail = failure(&out).expect("error Secret after the grace period");
-    assert!(fail.message.contains("host-config ConfigMap is missing"), "{}", fail.message);
+    assert!(
+        fail.message.contains("host-config ConfigMap is missing"),
+        "{}",
+        fail.message
+    );
     assert!(fail.message.contains("multi-platform-controller"));
 }
 
@@ -267,32 +347,56 @@ fn provisioning_failure_fails_over_and_every_host_failing_gives_an_error_secret(
         kind: HostFailureKind::Command,
         message: "useradd: disk full".into(),
     };
-    let out = core.handle(Input::Report(key("b"), Report::ProvisionFailed(broke.clone())), T0);
+    let out = core.handle(
+        Input::Report(key("b"), Report::ProvisionFailed(broke.clone())),
+        T0,
+    );
     let Some(Command::Provision(order)) = work(&out).first().cloned().cloned() else {
         panic!("expected failover: {out:?}");
     };
     assert_eq!(order.host.name.as_str(), "a2");
     assert_eq!(order.failed_hosts, vec![host("a1")]);
-    assert!(events(&out).iter().any(|e| e.1 == EventReason::ProvisioningFailed && e.2.contains("disk full")));
-    assert!(!out.iter().any(|c| matches!(c, Command::HostDown { .. })), "a command failure keeps the host up");
+    assert!(
+        events(&out)
+            .iter()
+            .any(|e| e.1 == EventReason::ProvisioningFailed && e.2.contains("disk full"))
+    );
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::Probe { .. })),
+        "a command failure keeps the host up"
+    );
 
     let out = core.handle(Input::Report(key("b"), Report::ProvisionFailed(broke)), T0);
     let fail = failure(&out).expect("all hosts failed");
-    assert!(fail.message.contains("every host of platform linux/arm64 failed"), "{}", fail.message);
+    assert!(
+        fail.message
+            .contains("every host of platform linux/arm64 failed"),
+        "{}",
+        fail.message
+    );
     assert_eq!(fail.failed_hosts, vec![host("a1"), host("a2")]);
-    assert_eq!(core.gauges().hosts["a1"].used + core.gauges().hosts["a2"].used, 0);
+    assert_eq!(
+        core.gauges().hosts["a1"].used + core.gauges().hosts["a2"].used,
+        0
+    );
 }
 
 #[test]
 fn an_unreachable_host_is_taken_down_and_serves_waiters_when_it_answers_again() {
-    let mut core = start(present(config_with(&[("a1", "linux/arm64", 1), ("a2", "linux/arm64", 1)], &[])));
+    let mut core = start(present(config_with(
+        &[("a1", "linux/arm64", 1), ("a2", "linux/arm64", 1)],
+        &[],
+    )));
     core.handle(Input::Observed(candidate("x", "linux/arm64", 0)), T0);
     let down = HostFailure {
         kind: HostFailureKind::Unreachable,
         message: "connection refused".into(),
     };
     let out = core.handle(Input::Report(key("x"), Report::ProvisionFailed(down)), T0);
-    assert!(out.contains(&Command::HostDown { host: host("a1"), reason: "connection refused".into() }));
+    assert!(out.contains(&Command::Probe {
+        host: host("a1"),
+        reason: Some("connection refused".into())
+    }));
     assert_eq!(provisions(&out), [("x".into(), "a2".into())]);
     // a2 is full and a1 down: the next one waits.
     core.handle(Input::Report(key("x"), Report::Provisioned), T0);
@@ -321,7 +425,10 @@ fn a_waiter_that_is_cancelled_leaves_the_queue_and_loses_its_label() {
     assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 0);
     // Its former place does not get the slot later.
     core.handle(Input::Report(key("run"), Report::Provisioned), T0);
-    core.handle(Input::Observed(finished(candidate("run", "linux/arm64", 0))), T0);
+    core.handle(
+        Input::Observed(finished(candidate("run", "linux/arm64", 0))),
+        T0,
+    );
     let out = core.handle(Input::Report(key("run"), Report::Released), T0);
     assert!(provisions(&out).is_empty());
 }
@@ -348,13 +455,19 @@ fn a_running_taskrun_deleted_or_cancelled_is_cleaned_before_its_slot_is_freed() 
     deleting.deleting = true;
     deleting.finalizer = true;
     let out = core.handle(Input::Observed(deleting), T0);
-    assert!(work(&out).is_empty(), "nothing new while the Provision is in flight");
+    assert!(
+        work(&out).is_empty(),
+        "nothing new while the Provision is in flight"
+    );
     let out = core.handle(Input::Report(key("run"), Report::Provisioned), T0);
     let [Command::Release(r)] = work(&out)[..] else {
         panic!("{out:?}");
     };
     assert_eq!(r.host.as_ref().unwrap().name.as_str(), "a1");
-    assert!(provisions(&out).is_empty(), "slot not free before the host is clean");
+    assert!(
+        provisions(&out).is_empty(),
+        "slot not free before the host is clean"
+    );
     let out = core.handle(Input::Report(key("run"), Report::Released), T0);
     assert_eq!(provisions(&out), [("next".into(), "a1".into())]);
 }
@@ -372,7 +485,11 @@ fn api_errors_are_retried_with_capped_backoff() {
         delays.push(at - now);
         now = at;
         let out = core.handle(Input::Tick, now);
-        assert_eq!(provisions(&out), [("b".into(), "a1".into())], "retried on the same host");
+        assert_eq!(
+            provisions(&out),
+            [("b".into(), "a1".into())],
+            "retried on the same host"
+        );
     }
     assert_eq!(delays[..4], [1_000, 2_000, 4_000, 8_000]);
     assert_eq!(*delays.last().unwrap(), 60_000, "capped");
@@ -398,19 +515,32 @@ fn restart_rebuilds_slots_from_labels_before_allocating() {
         o
     };
     let snapshot = held.into_iter().chain([newer, local]);
-    let (mut core, out) = Core::start(CoreSettings::default(), present(config), snapshot, T0);
+    let (mut core, out) = start_with(present(config), snapshot.collect());
     // r1 resumes (idempotently), r2 is released, `new` must not get a third slot.
     assert_eq!(provisions(&out), [("r1".into(), "a1".into())]);
-    assert!(work(&out).iter().any(|c| matches!(c, Command::Release(r) if r.key.name == "r2" && r.host.is_some())));
-    assert!(!work(&out).iter().any(|c| matches!(c, Command::Wait(_))), "already labelled waiting");
     assert!(
-        work(&out).iter().any(|c| matches!(c, Command::ServeLocal(o) if o.key.name == "loc")),
+        work(&out)
+            .iter()
+            .any(|c| matches!(c, Command::Release(r) if r.key.name == "r2" && r.host.is_some()))
+    );
+    assert!(
+        !work(&out).iter().any(|c| matches!(c, Command::Wait(_))),
+        "already labelled waiting"
+    );
+    assert!(
+        work(&out)
+            .iter()
+            .any(|c| matches!(c, Command::ServeLocal(o) if o.key.name == "loc")),
         "the local Secret is written again in case the last controller stopped before it"
     );
     assert_eq!(core.gauges().hosts["a1"].used, 2);
     // Resuming a TaskRun whose Secret exists counts nothing again.
     let out = core.handle(Input::Report(key("r1"), Report::AlreadyProvisioned), T0);
-    assert!(!out.iter().any(|c| matches!(c, Command::Metric(_) | Command::Event(_))), "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|c| matches!(c, Command::Metric(_) | Command::Event(_))),
+        "{out:?}"
+    );
     let out = core.handle(Input::Report(key("r2"), Report::Released), T0);
     assert_eq!(provisions(&out), [("new".into(), "a1".into())]);
 }
@@ -427,7 +557,12 @@ fn the_allocation_timeout_fails_a_waiter() {
     assert_eq!(core.next_deadline(), Some(T0 + 30_000));
     let out = core.handle(Input::Tick, T0 + 30_000);
     let fail = failure(&out).expect("timed out");
-    assert!(fail.message.contains("within the allocation timeout of 30s"), "{}", fail.message);
+    assert!(
+        fail.message
+            .contains("within the allocation timeout of 30s"),
+        "{}",
+        fail.message
+    );
     assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 0);
 }
 
@@ -445,8 +580,14 @@ fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound()
     };
     let mut now = T0;
     loop {
-        let out = core.handle(Input::Report(key("b"), Report::CleanupFailed(down.clone())), now);
-        assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::CleanupFailure { .. }))));
+        let out = core.handle(
+            Input::Report(key("b"), Report::CleanupFailed(down.clone())),
+            now,
+        );
+        assert!(
+            out.iter()
+                .any(|c| matches!(c, Command::Metric(Metric::CleanupFailure { .. })))
+        );
         now = core.next_deadline().expect("retry scheduled");
         let out = core.handle(Input::Tick, now);
         let [Command::Release(r)] = work(&out)[..] else {
@@ -459,6 +600,20 @@ fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound()
         assert!(now - T0 < 300_000 + 60_000, "gave up too late");
     }
     core.handle(Input::Report(key("b"), Report::Released), now);
+    // The user was left behind: its slot stays taken until the reaper removed it.
+    assert_eq!(core.gauges().hosts["a1"].used, 1);
+    let user = UserName::for_taskrun("b", "tenant");
+    assert_eq!(
+        core.reapable(&host("a1"), std::slice::from_ref(&user)),
+        vec![user.clone()]
+    );
+    core.handle(Input::Reaped(host("a1"), vec![user]), now);
+    assert_eq!(
+        core.gauges().hosts["a1"].used,
+        1,
+        "still there: the slot stays taken"
+    );
+    core.handle(Input::Reaped(host("a1"), vec![]), now);
     assert_eq!(core.gauges().hosts["a1"].used, 0);
 }
 
@@ -506,7 +661,13 @@ fn foreign_taskruns_are_ignored_without_any_write() {
     let mut obs = candidate("other", "linux/arm64", 0);
     obs.candidate = false;
     assert!(core.handle(Input::Observed(obs), T0).is_empty());
-    assert!(core.handle(Input::Observed(finished(candidate("done", "linux/arm64", 0))), T0).is_empty());
+    assert!(
+        core.handle(
+            Input::Observed(finished(candidate("done", "linux/arm64", 0))),
+            T0
+        )
+        .is_empty()
+    );
     assert_eq!(core.known_taskruns().count(), 0);
 }
 
@@ -519,5 +680,8 @@ fn the_reaper_spares_users_of_taskruns_holding_the_host_and_nobody_else() {
     let reap = core.reapable(&host("a2"), &[mine.clone(), leftover.clone()]);
     assert_eq!(reap, vec![leftover.clone()]);
     // On another host, b's name is a leftover too (e.g. after a failover).
-    assert_eq!(core.reapable(&host("a1"), &[mine.clone()]), vec![mine]);
+    assert_eq!(
+        core.reapable(&host("a1"), std::slice::from_ref(&mine)),
+        vec![mine]
+    );
 }
