@@ -520,7 +520,9 @@ impl Analysis {
                     _ => {}
                 }
             }
-            if !is_printable(c) {
+            // NEL/LS/PS are line breaks only in YAML 1.1; go-yaml writes them raw, which
+            // YAML 1.2 readers misread, so they are escaped in a double-quoted string.
+            if !is_printable(c) || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') {
                 special_characters = true;
                 // A literal block can carry tabs and astral-plane characters verbatim.
                 if !(c == '\t' || u32::from(c) >= 0x10000) {
@@ -731,5 +733,117 @@ fn format_go_float(f: f64) -> String {
         format!("{sign}{}.{}", &digits[..=exp], &digits[exp + 1..])
     } else {
         format!("{sign}{digits}{}", "0".repeat(exp + 1 - digits.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_follow_go_yaml_order() {
+        let mut keys = vec!["b", "a10", "a2", "B", "_x", "a.b", "a", "1", "a/b", "ab"];
+        keys.sort_by(|a, b| go_key_order(a, b));
+        // Non-letters before letters, upper case before lower case, digit runs by value.
+        assert_eq!(
+            keys,
+            ["_x", "1", "B", "a", "a.b", "a/b", "a2", "a10", "ab", "b"]
+        );
+    }
+
+    #[test]
+    fn block_layout_matches_go_yaml() {
+        let value = json!({
+            "spec": {
+                "params": [{"name": "A", "default": []}, {"name": "B"}],
+                "emptyDir": {},
+                "nested": [["x", "z"], {}],
+            },
+            "apiVersion": "tekton.dev/v1",
+        });
+        assert_eq!(
+            to_yaml(&value),
+            "apiVersion: tekton.dev/v1\nspec:\n  emptyDir: {}\n  nested:\n  - - x\n    - z\n  - {}\n  params:\n  - default: []\n    name: A\n  - name: B\n"
+        );
+    }
+
+    #[test]
+    fn scalars_are_quoted_only_when_needed() {
+        let cases = [
+            (json!("0.12.0"), "0.12.0"),
+            (json!("0.1"), "\"0.1\""),
+            (json!("true"), "\"true\""),
+            (json!("y"), "\"y\""),
+            (json!(""), "\"\""),
+            (json!("2024-11-13T00:00:00Z"), "\"2024-11-13T00:00:00Z\""),
+            (json!("Valid values: spdx"), "'Valid values: spdx'"),
+            (json!("it's#here"), "it's#here"),
+            (json!("x #y"), "'x #y'"),
+            (json!(" lead"), "' lead'"),
+            (json!("-"), "'-'"),
+            (json!("'q'"), "'''q'''"),
+            (json!("tab\there"), "\"tab\\there\""),
+            (json!(600), "600"),
+            (json!(false), "false"),
+            (json!(null), "null"),
+        ];
+        for (value, written) in cases {
+            assert_eq!(to_yaml(&json!({ "k": value })), format!("k: {written}\n"));
+        }
+    }
+
+    #[test]
+    fn long_plain_strings_fold_after_column_80() {
+        let text = "Whether to append a sanitized platform architecture on the IMAGE tag";
+        let value = json!({"spec": {"params": [{"default": "false", "description": text}]}});
+        assert_eq!(
+            to_yaml(&value),
+            "spec:\n  params:\n  - default: \"false\"\n    description: Whether to append a sanitized platform architecture on the IMAGE\n      tag\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_strings_are_literal_blocks() {
+        let value = json!({
+            "clip": "a\nb\n", "strip": "a\n\nb", "keep": "a\n\n", "indented": "  a\nb",
+            "trailing": "a \nb", "tabbed": "a\n\tb", "ls": "a\u{2028}b\nc",
+        });
+        assert_eq!(
+            to_yaml(&value),
+            concat!(
+                "clip: |\n  a\n  b\nindented: |2-\n    a\n  b\nkeep: |+\n  a\n\n",
+                "ls: \"a\\Lb\\nc\"\n",
+                "strip: |-\n  a\n\n  b\ntabbed: |-\n  a\n  \tb\ntrailing: \"a \\nb\"\n",
+            )
+        );
+    }
+
+    #[test]
+    fn go_float_format() {
+        assert_eq!(format_go_float(0.5), "0.5");
+        assert_eq!(format_go_float(1234567.5), "1.2345675e+06");
+        assert_eq!(format_go_float(0.00001), "1e-05");
+        assert_eq!(format_go_float(-2.25), "-2.25");
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[ -~\\n\\t\\r\u{e9}\u{85}\u{2028}\u{1F600}]{0,120}")
+            .expect("regex")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Whatever style is chosen, a YAML reader gets the same strings back.
+        #[test]
+        fn strings_round_trip(key in text(), value in text(), item in text()) {
+            let doc = json!({ key.clone(): { "v": value.clone(), "list": [item.clone()] } });
+            let yaml = to_yaml(&doc);
+            let back: Value = serde_saphyr::from_str(&yaml)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
+            prop_assert_eq!(back, doc, "yaml was:\n{}", yaml);
+        }
     }
 }
