@@ -95,6 +95,15 @@ pub enum Error {
         line: usize,
     },
 
+    /// A resource quantity Go would fail to decode.
+    #[error("{field}: {source}")]
+    InvalidQuantity {
+        /// Where it is, e.g. `spec.steps[0].computeResources.limits.cpu`.
+        field: String,
+        /// What is wrong with it.
+        source: crate::quantity::QuantityError,
+    },
+
     /// `--step` named a step the Task does not have.
     #[error("--step {name:?}: the Task has no step with that name (its steps: {available})")]
     UnknownStep {

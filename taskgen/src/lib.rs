@@ -36,6 +36,7 @@ mod duration;
 mod error;
 mod generation;
 pub mod model;
+mod quantity;
 mod validate;
 mod wrapper;
 pub mod yaml;
@@ -65,7 +66,56 @@ pub fn parse_task(text: &str, origin: &str) -> Result<Task, Error> {
             kind: task.kind,
         });
     }
+    let mut task = task;
+    canonicalize_quantities(&mut task)?;
     Ok(task)
+}
+
+/// Rewrites resource quantities the way Go's decoder + encoder round trip does
+/// (`1000m` → `1`), and rejects the ones Go cannot decode.
+fn canonicalize_quantities(task: &mut Task) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    fn fix(resources: &mut ResourceRequirements, at: &str) -> Result<(), Error> {
+        for (kind, map) in [
+            ("limits", &mut resources.limits),
+            ("requests", &mut resources.requests),
+        ] {
+            for (name, quantity) in map.iter_mut().flatten() {
+                quantity.0 =
+                    quantity::canonical(&quantity.0).map_err(|source| Error::InvalidQuantity {
+                        field: format!("{at}.computeResources.{kind}.{name}"),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+    let spec = &mut task.spec;
+    if let Some(template) = spec.step_template.as_mut() {
+        fix(&mut template.compute_resources, "spec.stepTemplate")?;
+    }
+    for (i, step) in spec.steps.iter_mut().enumerate() {
+        fix(&mut step.compute_resources, &format!("spec.steps[{i}]"))?;
+    }
+    for (i, sidecar) in spec.sidecars.iter_mut().enumerate() {
+        fix(
+            &mut sidecar.compute_resources,
+            &format!("spec.sidecars[{i}]"),
+        )?;
+    }
+    for (i, volume) in spec.volumes.iter_mut().enumerate() {
+        if let Some(limit) = volume
+            .empty_dir
+            .as_mut()
+            .and_then(|e| e.size_limit.as_mut())
+        {
+            limit.0 = quantity::canonical(&limit.0).map_err(|source| Error::InvalidQuantity {
+                field: format!("spec.volumes[{i}].emptyDir.sizeLimit"),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes a Task as YAML in the Go tool's format (sorted keys, go-yaml v2 style).

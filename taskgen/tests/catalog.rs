@@ -35,7 +35,10 @@ fn every_remote_task_is_regenerated_by_the_script() {
             .expect("under root")
             .to_string_lossy()
             .into_owned();
-        let parent = file.parent().and_then(|p| p.file_name()).unwrap_or_default();
+        let parent = file
+            .parent()
+            .and_then(|p| p.file_name())
+            .unwrap_or_default();
         if parent.to_string_lossy().ends_with("-remote") {
             assert!(
                 script.contains(&format!("--remote-task {relative}")),
@@ -48,7 +51,10 @@ fn every_remote_task_is_regenerated_by_the_script() {
 #[test]
 fn every_catalog_script_passes_bash_and_shellcheck() {
     let files = catalog_files();
-    assert!(files.len() >= 4, "expected the catalog Tasks, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the catalog Tasks, found {files:?}"
+    );
     for file in files {
         let task = parse_yaml(&std::fs::read_to_string(&file).expect("read task"));
         for step in task["spec"]["steps"].as_array().expect("steps") {

@@ -624,3 +624,26 @@ fn generated_wrappers_pass_bash_and_shellcheck() {
         assert_shellcheck(&script, allowed, &what);
     }
 }
+
+#[test]
+fn resource_quantities_are_written_as_go_writes_them() {
+    let input = task("buildah", BUILD_STEP, "").replace(
+        "    workingDir:",
+        "    computeResources:\n      requests:\n        cpu: 1000m\n        memory: 1024Mi\n      limits:\n        cpu: 0.5\n        memory: 8Gi\n    workingDir:",
+    );
+    let out = newest(&input);
+    let resources = &out["spec"]["steps"][0]["computeResources"];
+    assert_eq!(resources["requests"]["cpu"], "1");
+    assert_eq!(resources["requests"]["memory"], "1Gi");
+    assert_eq!(resources["limits"]["cpu"], "500m");
+    assert_eq!(resources["limits"]["memory"], "8Gi");
+
+    let bad = input.replace("cpu: 0.5", "cpu: lots");
+    let err = taskgen::generate(&bad, "t", &Options::default()).unwrap_err();
+    assert!(matches!(err, Error::InvalidQuantity { .. }));
+    assert!(
+        err.to_string()
+            .contains("spec.steps[0].computeResources.limits.cpu"),
+        "{err}"
+    );
+}
