@@ -76,7 +76,7 @@ impl GoDuration {
             // Go adds the fraction scaled by the unit and truncates the remainder.
             let mut divisor: u128 = 1;
             let mut fraction: u128 = 0;
-            for digit in frac_part.bytes().take(30) {
+            for digit in frac_part.bytes().take(20) {
                 fraction = fraction * 10 + u128::from(digit - b'0');
                 divisor *= 10;
             }
@@ -184,6 +184,19 @@ mod tests {
         assert_eq!(round_trip("-2m3s"), "-2m3s");
         assert_eq!(round_trip("61s"), "1m1s");
         assert_eq!(round_trip(".5h"), "30m0s");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatted_durations_parse_back(nanos in proptest::num::i64::ANY) {
+            let text = GoDuration(nanos).format();
+            proptest::prop_assert_eq!(GoDuration::parse(&text), Ok(GoDuration(nanos)));
+        }
+
+        #[test]
+        fn parsing_never_panics(text in "[-+0-9.a-zµ]{0,40}") {
+            let _ = GoDuration::parse(&text);
+        }
     }
 
     #[test]

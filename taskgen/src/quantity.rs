@@ -222,6 +222,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Never panics, and writing a canonical quantity again changes nothing.
+        #[test]
+        fn canonical_is_idempotent(text in "[-+]?[0-9]{0,25}(\\.[0-9]{0,12})?(|n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[-+]?[0-9]{1,2})") {
+            if let Ok(once) = canonical(&text) {
+                proptest::prop_assert_eq!(canonical(&once), Ok(once.clone()));
+            }
+        }
+    }
+
     #[test]
     fn invalid_quantities_are_rejected() {
         for q in [
