@@ -75,7 +75,17 @@ fn run(cli: &Cli, input: &Path, output: &Path) -> Result<ExitCode, Error> {
             eprintln!("taskgen: --check needs a file for --remote-task, not -");
             return Ok(ExitCode::from(2));
         }
-        let current = std::fs::read_to_string(output).unwrap_or_default();
+        let current = match std::fs::read_to_string(output) {
+            Ok(text) => text,
+            // A missing file is simply out of date: show everything as added.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: output.to_owned(),
+                    source,
+                });
+            }
+        };
         if current == generated {
             return Ok(ExitCode::SUCCESS);
         }
