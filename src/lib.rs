@@ -4,7 +4,9 @@
 //! The crate is a functional core (pure decisions over plain data) wrapped in thin
 //! Kubernetes and SSH shells; see `ARCHITECTURE` in the README.
 
+pub mod allocation;
 pub mod cluster;
+pub mod config;
 pub mod naming;
 pub mod platform;
 pub mod taskrun;

@@ -1,1 +1,65 @@
-fn main() {}
+//! The `multi-platform-controller` command.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use multi_platform_controller::config::report;
+
+/// Gives Tekton TaskRuns SSH access to build hosts of other CPU architectures.
+#[derive(Debug, Parser)]
+#[command(name = "multi-platform-controller", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a host-config ConfigMap manifest: print, per platform, its hosts,
+    /// slots and every problem; exit 1 when there is a problem, 3 when the file
+    /// cannot be read or is not a ConfigMap.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckConfigArgs {
+    /// ConfigMap manifest (YAML, e.g. from `kubectl get cm host-config -o yaml`);
+    /// `-` reads standard input.
+    file: PathBuf,
+    /// Do not fail because of dynamic or dynamic-pool platforms, which this
+    /// controller does not support yet (they are still listed).
+    #[arg(long)]
+    allow_unsupported: bool,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::CheckConfig(args) => check_config(&args),
+    }
+}
+
+fn check_config(args: &CheckConfigArgs) -> ExitCode {
+    let (source, read) = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        let read = std::io::stdin().read_to_string(&mut text).map(|_| text);
+        ("<stdin>".to_owned(), read)
+    } else {
+        let source = args.file.display().to_string();
+        (source, std::fs::read_to_string(&args.file))
+    };
+    let check = match read {
+        Ok(text) => report::check(&text, &source, args.allow_unsupported),
+        Err(err) => report::Check {
+            output: format!("{source}: cannot read: {err}\n"),
+            status: report::CheckStatus::Unreadable,
+        },
+    };
+    if check.status == report::CheckStatus::Unreadable {
+        eprint!("{}", check.output);
+    } else {
+        print!("{}", check.output);
+    }
+    ExitCode::from(check.status.code())
+}

@@ -1,0 +1,519 @@
+//! Dynamic and dynamic-pool platforms (cloud VMs): `dynamic.<platform-with-dashes>.*`.
+//!
+//! They are validated the way the Go controller validates them, so `check-config`
+//! catches the same mistakes, but this controller has no cloud provider yet: their
+//! TaskRuns get an error Secret saying the strategy is not supported.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::host::MAX_CONCURRENCY;
+use super::keys::{self, dynamic as field};
+use super::problem::{Problem, Severity, Subject};
+use super::values;
+use crate::platform::Platform;
+
+/// Most VMs one dynamic platform may run.
+pub const MAX_INSTANCES: u64 = 250;
+/// Longest `dynamic.<p>.allocation-timeout`, in seconds.
+pub const MAX_DYNAMIC_ALLOCATION_TIMEOUT_SECS: u64 = 1200;
+/// `dynamic.<p>.allocation-timeout` when not set, in seconds.
+pub const DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS: u64 = 600;
+/// Longest `dynamic.<p>.max-age` of a pool VM, in minutes.
+pub const MAX_POOL_AGE_MINUTES: u64 = 1440;
+
+/// Which cloud strategy a platform is listed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DynamicStrategy {
+    /// `dynamic-platforms`: one VM per TaskRun.
+    Dynamic,
+    /// `dynamic-pool-platforms`: a pool of shared VMs.
+    DynamicPool,
+}
+
+impl DynamicStrategy {
+    /// The ConfigMap key that lists platforms of this strategy.
+    pub fn list_key(self) -> &'static str {
+        match self {
+            DynamicStrategy::Dynamic => keys::DYNAMIC_PLATFORMS,
+            DynamicStrategy::DynamicPool => keys::DYNAMIC_POOL_PLATFORMS,
+        }
+    }
+
+    /// Human name (`dynamic`, `dynamic-pool`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DynamicStrategy::Dynamic => "dynamic",
+            DynamicStrategy::DynamicPool => "dynamic-pool",
+        }
+    }
+}
+
+impl fmt::Display for DynamicStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Cloud provider of a dynamic platform (`dynamic.<p>.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloudProvider {
+    /// `aws`: AWS EC2.
+    Aws,
+    /// `ibmz`: IBM Cloud s390x.
+    IbmZ,
+    /// `ibmp`: IBM Cloud Power (ppc64le).
+    IbmP,
+}
+
+impl CloudProvider {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "aws" => Some(CloudProvider::Aws),
+            "ibmz" => Some(CloudProvider::IbmZ),
+            "ibmp" => Some(CloudProvider::IbmP),
+            _ => None,
+        }
+    }
+}
+
+/// Settings only one of the strategies has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrategySettings {
+    /// `dynamic-platforms`.
+    Dynamic {
+        /// How long to wait for a VM (default 600 s).
+        allocation_timeout: Duration,
+        /// Passed through as written (the Go controller does not validate it either).
+        sudo_commands: Option<String>,
+    },
+    /// `dynamic-pool-platforms`.
+    Pool {
+        /// TaskRuns per VM (1..=8).
+        concurrency: u32,
+        /// How long a pool VM lives.
+        max_age: Duration,
+    },
+}
+
+/// The validated settings of a dynamic platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicSettings {
+    /// Cloud provider.
+    pub provider: CloudProvider,
+    /// Most VMs at once (1..=250).
+    pub max_instances: u32,
+    /// Secret with the VMs' SSH key.
+    pub ssh_secret: String,
+    /// Instance tag, when set for the platform.
+    pub instance_tag: Option<String>,
+    /// Strategy-specific settings.
+    pub strategy: StrategySettings,
+}
+
+/// A platform listed in `dynamic-platforms` or `dynamic-pool-platforms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicPlatform {
+    /// The platform.
+    pub platform: Platform,
+    /// Where it is listed.
+    pub strategy: DynamicStrategy,
+    /// Its settings, or `None` when they are invalid (see the problems).
+    pub settings: Option<DynamicSettings>,
+}
+
+/// Validates one dynamic platform from its `dynamic.<label>.*` fields.
+pub(crate) fn parse_dynamic(
+    platform: &Platform,
+    strategy: DynamicStrategy,
+    fields: &BTreeMap<&str, &str>,
+    problems: &mut Vec<Problem>,
+) -> DynamicPlatform {
+    let label = platform.label_value();
+    let subject = Subject::Platform(platform.to_string());
+    let before = problems.len();
+    let mut error = |f: &str, what: String| {
+        problems.push(Problem::new(
+            Severity::Error,
+            subject.clone(),
+            format!("{}{label}.{f}", keys::DYNAMIC_PREFIX),
+            format!("{what} ({strategy} platform {platform})"),
+        ));
+    };
+    let value = |f: &str| fields.get(f).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+    let provider = match value(field::TYPE) {
+        None => {
+            error(field::TYPE, "missing; expected aws, ibmz or ibmp".into());
+            None
+        }
+        Some(t) => CloudProvider::parse(t).or_else(|| {
+            error(
+                field::TYPE,
+                format!("{t:?} is not a provider; expected aws, ibmz or ibmp"),
+            );
+            None
+        }),
+    };
+    let mut integer = |f: &str, min: u64, max: u64, what: &str| match value(f) {
+        None => {
+            error(f, format!("missing; expected {what}"));
+            None
+        }
+        Some(raw) => values::integer_in_range(raw, min, Some(max))
+            .map_err(|why| error(f, why))
+            .ok()
+            .and_then(|n| u32::try_from(n).ok()),
+    };
+    let max_instances = integer(
+        field::MAX_INSTANCES,
+        1,
+        MAX_INSTANCES,
+        "an integer from 1 to 250: the most VMs at once",
+    );
+    let strategy_settings = match strategy {
+        DynamicStrategy::DynamicPool => {
+            let concurrency = integer(
+                field::CONCURRENCY,
+                1,
+                u64::from(MAX_CONCURRENCY),
+                "an integer from 1 to 8: TaskRuns per VM",
+            );
+            let max_age = integer(
+                field::MAX_AGE,
+                1,
+                MAX_POOL_AGE_MINUTES,
+                "an integer from 1 to 1440: minutes a pool VM lives",
+            );
+            match (concurrency, max_age) {
+                (Some(concurrency), Some(minutes)) => Some(StrategySettings::Pool {
+                    concurrency,
+                    max_age: Duration::from_secs(u64::from(minutes) * 60),
+                }),
+                _ => None,
+            }
+        }
+        DynamicStrategy::Dynamic => {
+            let allocation_timeout = match value(field::ALLOCATION_TIMEOUT) {
+                None => Some(DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS),
+                Some(raw) => {
+                    values::integer_in_range(raw, 1, Some(MAX_DYNAMIC_ALLOCATION_TIMEOUT_SECS))
+                        .map_err(|why| error(field::ALLOCATION_TIMEOUT, why))
+                        .ok()
+                }
+            };
+            allocation_timeout.map(|secs| StrategySettings::Dynamic {
+                allocation_timeout: Duration::from_secs(secs),
+                sudo_commands: value(field::SUDO_COMMANDS).map(str::to_owned),
+            })
+        }
+    };
+    let instance_tag = match value(field::INSTANCE_TAG) {
+        None => Some(None),
+        Some(tag) => match check_instance_tag(&label, tag) {
+            Ok(()) => Some(Some(tag.to_owned())),
+            Err(why) => {
+                error(field::INSTANCE_TAG, why);
+                None
+            }
+        },
+    };
+    let ssh_secret = match value(field::SSH_SECRET) {
+        None => {
+            error(
+                field::SSH_SECRET,
+                "missing; expected the name of the Secret with the VMs' SSH key".into(),
+            );
+            None
+        }
+        Some(secret) => match provider {
+            Some(CloudProvider::IbmZ | CloudProvider::IbmP)
+                if !ibm_secret_matches(platform.as_str(), secret) =>
+            {
+                error(
+                    field::SSH_SECRET,
+                    format!(
+                        "{secret:?} does not name the platform's architecture; for IBM \
+                         providers the Secret name and the platform must both contain s390x \
+                         or both contain ppc64le"
+                    ),
+                );
+                None
+            }
+            _ => Some(secret.to_owned()),
+        },
+    };
+
+    let valid = !problems[before..]
+        .iter()
+        .any(|p| p.severity == Severity::Error);
+    let settings = match (
+        provider,
+        max_instances,
+        ssh_secret,
+        instance_tag,
+        strategy_settings,
+    ) {
+        (Some(provider), Some(max_instances), Some(ssh_secret), Some(instance_tag), Some(s))
+            if valid =>
+        {
+            Some(DynamicSettings {
+                provider,
+                max_instances,
+                ssh_secret,
+                instance_tag,
+                strategy: s,
+            })
+        }
+        _ => None,
+    };
+    DynamicPlatform {
+        platform: platform.clone(),
+        strategy,
+        settings,
+    }
+}
+
+/// The Go controller's IBM rule: secret name and platform name the same architecture.
+fn ibm_secret_matches(platform: &str, secret: &str) -> bool {
+    ["s390x", "ppc64le"]
+        .iter()
+        .any(|arch| platform.contains(arch) && secret.contains(arch))
+}
+
+/// The Go controller's instance-tag rule: the tag `<prefix>-<arch>[-<instance type>]`
+/// must name the same architecture and instance type as the platform
+/// `<os>[-<instance type>]-<arch>` (multi-part instance types compared sorted).
+fn check_instance_tag(label: &str, tag: &str) -> Result<(), String> {
+    let (Some(first), Some(last)) = (label.find('-'), label.rfind('-')) else {
+        return Err(format!(
+            "{tag:?} cannot be checked: the platform has no `/` or `-` to find its architecture"
+        ));
+    };
+    let label_arch = &label[last + 1..];
+    let label_type = if first == last {
+        String::new()
+    } else {
+        sorted_parts(label[first + 1..last].split('-'))
+    };
+    let parts: Vec<&str> = tag.split('-').collect();
+    let Some(tag_arch) = parts.get(1) else {
+        return Err(format!(
+            "{tag:?} is not of the form <prefix>-<arch> or <prefix>-<arch>-<instance type>"
+        ));
+    };
+    let tag_type = sorted_parts(parts[2..].iter().copied());
+    if *tag_arch != label_arch {
+        return Err(format!(
+            "{tag:?} names architecture {tag_arch:?} but the platform's is {label_arch:?}; \
+             expected <prefix>-{label_arch}{}",
+            if label_type.is_empty() {
+                String::new()
+            } else {
+                format!("-{label_type}")
+            }
+        ));
+    }
+    if tag_type != label_type {
+        return Err(format!(
+            "{tag:?} names instance type {tag_type:?} but the platform's is {label_type:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn sorted_parts<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut parts: Vec<&str> = parts.collect();
+    parts.sort_unstable();
+    parts.join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(
+        platform: &str,
+        strategy: DynamicStrategy,
+        pairs: &[(&str, &str)],
+    ) -> (DynamicPlatform, Vec<Problem>) {
+        let fields: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+        let mut problems = Vec::new();
+        let p = parse_dynamic(
+            &Platform::parse(platform).unwrap(),
+            strategy,
+            &fields,
+            &mut problems,
+        );
+        (p, problems)
+    }
+
+    fn messages(problems: &[Problem]) -> Vec<String> {
+        problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn valid_dynamic_platform() {
+        let (p, problems) = parse(
+            "linux/arm64",
+            DynamicStrategy::Dynamic,
+            &[
+                ("type", "aws"),
+                ("max-instances", "10"),
+                ("ssh-secret", "aws-ssh-key"),
+                ("instance-tag", "prod-arm64"),
+                ("region", "us-east-1"),
+            ],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let settings = p.settings.unwrap();
+        assert_eq!(settings.provider, CloudProvider::Aws);
+        assert_eq!(settings.max_instances, 10);
+        assert_eq!(
+            settings.strategy,
+            StrategySettings::Dynamic {
+                allocation_timeout: Duration::from_secs(600),
+                sudo_commands: None
+            }
+        );
+    }
+
+    #[test]
+    fn valid_pool_platform() {
+        let (p, problems) = parse(
+            "linux-m2xlarge/amd64",
+            DynamicStrategy::DynamicPool,
+            &[
+                ("type", "aws"),
+                ("max-instances", "20"),
+                ("concurrency", "4"),
+                ("max-age", "60"),
+                ("instance-tag", "prod-amd64-m2xlarge"),
+                ("ssh-secret", "aws-pool-secret"),
+            ],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            p.settings.unwrap().strategy,
+            StrategySettings::Pool {
+                concurrency: 4,
+                max_age: Duration::from_secs(3600)
+            }
+        );
+    }
+
+    #[test]
+    fn every_missing_required_field_is_reported() {
+        let (p, problems) = parse("linux/arm64", DynamicStrategy::DynamicPool, &[]);
+        assert!(p.settings.is_none());
+        let msgs = messages(&problems);
+        for key in [
+            "type",
+            "max-instances",
+            "concurrency",
+            "max-age",
+            "ssh-secret",
+        ] {
+            let key = format!("dynamic.linux-arm64.{key}: missing");
+            assert!(msgs.iter().any(|m| m.starts_with(&key)), "{key}: {msgs:?}");
+        }
+        assert!(
+            msgs.iter()
+                .all(|m| m.ends_with("(dynamic-pool platform linux/arm64)"))
+        );
+    }
+
+    #[test]
+    fn ranges_follow_the_go_controller() {
+        let (_, problems) = parse(
+            "linux/arm64",
+            DynamicStrategy::Dynamic,
+            &[
+                ("type", "gcp"),
+                ("max-instances", "251"),
+                ("allocation-timeout", "1201"),
+                ("ssh-secret", "k"),
+            ],
+        );
+        let msgs = messages(&problems).join("\n");
+        assert!(msgs.contains("\"gcp\" is not a provider; expected aws, ibmz or ibmp"));
+        assert!(
+            msgs.contains("max-instances: 251 is out of range; expected an integer from 1 to 250")
+        );
+        assert!(msgs.contains(
+            "allocation-timeout: 1201 is out of range; expected an integer from 1 to 1200"
+        ));
+        let (_, problems) = parse(
+            "linux/arm64",
+            DynamicStrategy::DynamicPool,
+            &[
+                ("type", "aws"),
+                ("max-instances", "0"),
+                ("concurrency", "9"),
+                ("max-age", "1441"),
+                ("ssh-secret", "k"),
+            ],
+        );
+        let msgs = messages(&problems).join("\n");
+        assert!(msgs.contains("max-instances: 0 is out of range"));
+        assert!(msgs.contains("concurrency: 9 is out of range; expected an integer from 1 to 8"));
+        assert!(msgs.contains("max-age: 1441 is out of range; expected an integer from 1 to 1440"));
+    }
+
+    #[test]
+    fn ibm_ssh_secret_must_name_the_architecture() {
+        let base = [("type", "ibmz"), ("max-instances", "3")];
+        let (p, problems) = parse(
+            "linux/s390x",
+            DynamicStrategy::Dynamic,
+            &[base[0], base[1], ("ssh-secret", "ibm-s390x-ssh-key")],
+        );
+        assert!(problems.is_empty() && p.settings.is_some(), "{problems:?}");
+        let (p, problems) = parse(
+            "linux/s390x",
+            DynamicStrategy::Dynamic,
+            &[base[0], base[1], ("ssh-secret", "invalid-secret")],
+        );
+        assert!(p.settings.is_none());
+        assert!(
+            problems[0]
+                .message
+                .contains("both contain s390x or both contain ppc64le")
+        );
+        // AWS secrets are not checked that way.
+        let (_, problems) = parse(
+            "linux/s390x",
+            DynamicStrategy::Dynamic,
+            &[("type", "aws"), base[1], ("ssh-secret", "invalid-secret")],
+        );
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn instance_tags_must_match_arch_and_instance_type() {
+        assert!(check_instance_tag("linux-arm64", "prod-arm64").is_ok());
+        assert!(check_instance_tag("linux-m2xlarge-arm64", "prod-arm64-m2xlarge").is_ok());
+        assert!(
+            check_instance_tag("linux-d160-m4xlarge-arm64", "prod-arm64-m4xlarge-d160").is_ok()
+        );
+        let cases = [
+            ("linux-arm64", "prod", "not of the form"),
+            ("linux-arm64", "prod-amd64", "architecture \"amd64\""),
+            ("linux-m2xlarge-arm64", "prod-arm64", "instance type \"\""),
+            (
+                "linux-m2xlarge-arm64",
+                "prod-arm64-m4xlarge",
+                "instance type \"m4xlarge\"",
+            ),
+            ("local", "prod-arm64", "cannot be checked"),
+        ];
+        for (label, tag, why) in cases {
+            let err = check_instance_tag(label, tag).expect_err(tag);
+            assert!(err.contains(why), "{label} {tag}: {err}");
+        }
+    }
+}

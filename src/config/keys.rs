@@ -1,0 +1,83 @@
+//! Keys of the host-config ConfigMap data (SPEC §2.4).
+//!
+//! They are the admins' interface and must match the Go controller's spelling, so
+//! existing ConfigMaps keep working. Only the config module reads them.
+
+/// Comma list of platforms served with `host: localhost`.
+pub const LOCAL_PLATFORMS: &str = "local-platforms";
+/// Comma list of platforms served by on-demand cloud VMs.
+pub const DYNAMIC_PLATFORMS: &str = "dynamic-platforms";
+/// Comma list of platforms served by a pool of cloud VMs.
+pub const DYNAMIC_POOL_PLATFORMS: &str = "dynamic-pool-platforms";
+/// Regexes of namespaces allowed to use the controller (accepted, not enforced).
+pub const ALLOWED_NAMESPACES: &str = "allowed-namespaces";
+/// Default cloud instance tag (dynamic strategies only).
+pub const INSTANCE_TAG: &str = "instance-tag";
+/// Comma list of `key=value` cloud instance tags (dynamic strategies only).
+pub const ADDITIONAL_INSTANCE_TAGS: &str = "additional-instance-tags";
+/// `strict` | `accept-new` | `off`.
+pub const HOST_KEY_CHECKING: &str = "host-key-checking";
+/// Seconds a TaskRun may wait for a slot before it fails.
+pub const ALLOCATION_TIMEOUT: &str = "allocation-timeout";
+/// Seconds an issued build key stays valid on the host.
+pub const USER_KEY_LIFETIME: &str = "user-key-lifetime";
+
+/// Prefix of static host keys: `host.<name>.<field>`.
+pub const HOST_PREFIX: &str = "host.";
+/// Prefix of dynamic platform keys: `dynamic.<platform-with-dashes>.<field>`.
+pub const DYNAMIC_PREFIX: &str = "dynamic.";
+
+/// Fields of a static host.
+pub mod host {
+    /// IP literal or DNS name (required).
+    pub const ADDRESS: &str = "address";
+    /// Platform served by the host (required).
+    pub const PLATFORM: &str = "platform";
+    /// Admin SSH user (required).
+    pub const USER: &str = "user";
+    /// Name of the Secret holding the admin key (required).
+    pub const SECRET: &str = "secret";
+    /// Slots, 1..8 (required).
+    pub const CONCURRENCY: &str = "concurrency";
+    /// SSH port (default 22).
+    pub const PORT: &str = "port";
+    /// Pinned OpenSSH public host key.
+    pub const HOST_KEY: &str = "host-key";
+    /// `active` | `drain` | `disabled`.
+    pub const STATE: &str = "state";
+    /// Commands the build user may run with sudo.
+    pub const SUDO_COMMANDS: &str = "sudo-commands";
+
+    /// Every field a host may have.
+    pub const ALL: [&str; 9] = [
+        ADDRESS,
+        PLATFORM,
+        USER,
+        SECRET,
+        CONCURRENCY,
+        PORT,
+        HOST_KEY,
+        STATE,
+        SUDO_COMMANDS,
+    ];
+}
+
+/// Fields of a dynamic or dynamic-pool platform that the Go controller validates.
+pub mod dynamic {
+    /// Cloud provider: `aws`, `ibmz` or `ibmp`.
+    pub const TYPE: &str = "type";
+    /// Most VMs at once.
+    pub const MAX_INSTANCES: &str = "max-instances";
+    /// Secret with the VMs' SSH key.
+    pub const SSH_SECRET: &str = "ssh-secret";
+    /// Cloud instance tag.
+    pub const INSTANCE_TAG: &str = "instance-tag";
+    /// Seconds to wait for a VM (dynamic only).
+    pub const ALLOCATION_TIMEOUT: &str = "allocation-timeout";
+    /// Sudo commands for the build user (dynamic only, passed through).
+    pub const SUDO_COMMANDS: &str = "sudo-commands";
+    /// TaskRuns per VM (dynamic pool only).
+    pub const CONCURRENCY: &str = "concurrency";
+    /// Minutes a pool VM lives (dynamic pool only).
+    pub const MAX_AGE: &str = "max-age";
+}

@@ -1,0 +1,192 @@
+//! `multi-platform-controller check-config` run as a binary, on the shipped example
+//! and on broken manifests.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_multi-platform-controller");
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/host-config.yaml")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run multi-platform-controller")
+}
+
+fn run_on(yaml: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("host-config.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut args = vec!["check-config", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A valid manifest with two arm64 hosts, to break in the tests.
+const BASE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: host-config
+  labels:
+    build.appstudio.redhat.com/multi-platform-config: hosts
+data:
+  local-platforms: "linux/x86_64,"
+  host.arm-1.address: "10.0.0.1"
+  host.arm-1.platform: "linux/arm64"
+  host.arm-1.user: "root"
+  host.arm-1.secret: "ssh-key"
+  host.arm-1.concurrency: "4"
+  host.arm-2.address: "10.0.0.2"
+  host.arm-2.platform: "linux/arm64"
+  host.arm-2.user: "root"
+  host.arm-2.secret: "ssh-key"
+  host.arm-2.concurrency: "2"
+"#;
+
+#[test]
+fn the_shipped_example_is_clean() {
+    let out = run(&["check-config", example().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("linux/arm64: static pool, 2 host(s), 8 slot(s) on active hosts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host s390x-1: root@s390x-1.build.example.com port 22, 2 slot(s), drain"),
+        "{text}"
+    );
+    assert!(text.contains("linux/x86_64: local"), "{text}");
+    assert!(
+        text.contains("0 error(s), 0 warning(s), 0 unsupported"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_valid_manifest_from_stdin() {
+    let mut child = Command::new(BIN)
+        .args(["check-config", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(BASE.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .starts_with("<stdin>: 2 platform(s), 2 pool host(s) with 6 slot(s), 0 problem(s)")
+    );
+}
+
+#[test]
+fn a_bad_host_is_reported_and_the_others_still_listed() {
+    let yaml = BASE
+        .replace("  host.arm-2.concurrency: \"2\"\n", "")
+        .replace("host.arm-1.user: \"root\"", "host.arm-1.user: \"root\"\n  host.arm-1.host-key: \"ssh-ed25519\"\n  host.arm-1.concurency: \"3\"");
+    let out = run_on(&yaml, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for expected in [
+        "error       host.arm-1.host-key: has no base64 key data after \"ssh-ed25519\"",
+        "warning     host.arm-1.concurency: unknown host field",
+        "error       host.arm-2.concurrency: missing; expected an integer from 1 to 8",
+        "host arm-1: excluded",
+        "host arm-2: excluded",
+        "2 error(s), 1 warning(s), 0 unsupported",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    let only_arm2 = BASE.replace("  host.arm-2.concurrency: \"2\"\n", "");
+    let text = stdout(&run_on(&only_arm2, &[]));
+    assert!(
+        text.contains("host arm-1: root@10.0.0.1 port 22, 4 slot(s), active"),
+        "{text}"
+    );
+    assert!(text.contains("host arm-2: excluded"), "{text}");
+}
+
+#[test]
+fn unquoted_numbers_are_a_problem() {
+    let out = run_on(&BASE.replace("\"4\"", "4"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("data.host.arm-1.concurrency: the value 4 is a YAML number"));
+}
+
+#[test]
+fn dynamic_platforms_fail_unless_allowed() {
+    let yaml = format!(
+        "{BASE}  dynamic-platforms: \"linux/amd64\"\n  dynamic.linux-amd64.type: aws\n  \
+         dynamic.linux-amd64.max-instances: \"5\"\n  dynamic.linux-amd64.ssh-secret: k\n"
+    );
+    let out = run_on(&yaml, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("linux/amd64: dynamic (valid, not supported by this controller yet)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unsupported dynamic-platforms: linux/amd64 is a dynamic platform"),
+        "{text}"
+    );
+    assert_eq!(
+        run_on(&yaml, &["--allow-unsupported"]).status.code(),
+        Some(0)
+    );
+    // An invalid dynamic platform still fails with --allow-unsupported.
+    let broken = yaml.replace("max-instances: \"5\"", "max-instances: \"500\"");
+    let out = run_on(&broken, &["--allow-unsupported"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("dynamic.linux-amd64.max-instances: 500 is out of range"));
+}
+
+#[test]
+fn the_manifest_itself_is_checked() {
+    let yaml = BASE.replace("name: host-config", "name: hosts");
+    let out = run_on(&yaml, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("metadata.name: is \"hosts\""));
+}
+
+#[test]
+fn unreadable_input_exits_3_with_a_message_on_stderr() {
+    let out = run_on("data: [unclosed", &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("not valid YAML"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+
+    let out = run_on("apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n", &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("not a ConfigMap"));
+
+    let out = run(&["check-config", "/nonexistent/host-config.yaml"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("cannot read"));
+}
+
+#[test]
+fn usage_errors_are_claps() {
+    assert_eq!(run(&["check-config"]).status.code(), Some(2));
+    assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
+}
