@@ -240,7 +240,8 @@ pub fn record_update(
     }
     // Paths that turned from a leaf into a map (or back) leave stale prefixes behind.
     for e in entries.iter_mut() {
-        e.fields.retain(|p| after.contains_key(p));
+        e.fields
+            .retain(|p| !in_scope(p, scope) || after.contains_key(p));
     }
     if !changed.is_empty() {
         match entries.iter_mut().find(|e| {
@@ -348,7 +349,8 @@ pub fn apply(
     // Fields that vanished leave every entry.
     let after = leaves(&object, scope);
     for e in entries.iter_mut() {
-        e.fields.retain(|p| after.contains_key(p));
+        e.fields
+            .retain(|p| !in_scope(p, scope) || after.contains_key(p));
     }
     entries.retain(|e| {
         !(e.manager == manager && e.operation == Operation::Apply && e.subresource == sub)
@@ -600,6 +602,51 @@ mod tests {
         .unwrap();
         assert_eq!(r.object, json!({"spec": {"a": 1}, "status": {"s": 2}}));
         assert_eq!(r.entries[0].subresource.as_deref(), Some("status"));
+    }
+
+    #[test]
+    fn a_status_write_keeps_ownership_of_the_rest() {
+        let obj = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"x": 1}});
+        let mut entries = Vec::new();
+        record_update(
+            &mut entries,
+            None,
+            &obj,
+            "creator",
+            "v1",
+            Scope::MainOnly,
+            NOW,
+        );
+        let mut with_status = obj.clone();
+        with_status["status"] = json!({"s": 1});
+        record_update(
+            &mut entries,
+            Some(&obj),
+            &with_status,
+            "ctl",
+            "v1",
+            Scope::StatusOnly,
+            NOW,
+        );
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].fields.len(), 2, "{entries:?}");
+        let applied = apply(
+            &with_status,
+            &json!({"status": {"s": 2}}),
+            entries,
+            "ssa",
+            "v1",
+            true,
+            Scope::StatusOnly,
+            NOW,
+        )
+        .unwrap();
+        assert!(
+            applied
+                .entries
+                .iter()
+                .any(|e| e.manager == "creator" && e.fields.len() == 2)
+        );
     }
 
     #[test]

@@ -762,11 +762,15 @@ impl State {
             }
         }
         let body_name = object::name(body);
-        if body_name != name {
+        if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
+        // Like the API server, an apply configuration may leave the name to the URL.
+        let mut body = body.clone();
+        object::meta_mut(&mut body).insert("name".into(), json!(name));
+        let body = &body;
         let scope = scope_of(info, status);
         let now = object::now_rfc3339();
         let key = key_for(info, ns, name);
