@@ -22,6 +22,7 @@
 //! Integration tests start from [`testenv::TestEnv`], which runs against a real cluster
 //! instead when `MPC_TEST_KUBECONFIG` is set.
 
+pub mod convert;
 pub mod crds;
 pub mod error;
 pub mod faults;

@@ -44,6 +44,16 @@ pub struct PrinterColumn {
     pub description: String,
 }
 
+/// How a served version maps onto its storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Conversion {
+    /// Stored as served (apiVersion aside).
+    #[default]
+    None,
+    /// events.k8s.io/v1 Events, stored as core/v1 Events.
+    EventsV1,
+}
+
 /// One served resource in one version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceInfo {
@@ -79,6 +89,8 @@ pub struct ResourceInfo {
     pub printer_columns: Vec<PrinterColumn>,
     /// Served from a CustomResourceDefinition.
     pub custom: bool,
+    /// Storage shared with another resource, through a conversion.
+    pub conversion: Conversion,
 }
 
 impl ResourceInfo {
@@ -91,9 +103,17 @@ impl ResourceInfo {
         }
     }
 
-    /// Storage key.
+    /// The served identity (group and plural).
     pub fn group_resource(&self) -> GroupResource {
         GroupResource::new(&self.group, &self.plural)
+    }
+
+    /// Where the objects live: the own identity, or the resource the conversion stores into.
+    pub fn storage_resource(&self) -> GroupResource {
+        match self.conversion {
+            Conversion::None => self.group_resource(),
+            Conversion::EventsV1 => GroupResource::new("", "events"),
+        }
     }
 
     /// Verbs advertised in discovery.
@@ -144,6 +164,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             selectable_fields: vec![],
             printer_columns: vec![],
             custom: false,
+            conversion: Conversion::None,
         };
     let col = |name: &str, path: &str| PrinterColumn {
         name: name.into(),
@@ -221,12 +242,13 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         },
         ResourceInfo {
             short_names: strings(&["ev"]),
-            selectable_fields: strings(&["reason", "type", "reportingController"]),
+            selectable_fields: strings(&["reason", "type"]),
             printer_columns: vec![
                 col("Type", ".type"),
                 col("Reason", ".reason"),
                 col("Note", ".note"),
             ],
+            conversion: Conversion::EventsV1,
             ..base("events.k8s.io", "events", "event", "Event", true)
         },
         ResourceInfo {
@@ -503,6 +525,7 @@ pub fn rows_from_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<String>> {
             selectable_fields,
             printer_columns,
             custom: true,
+            conversion: Conversion::None,
         });
     }
     if causes.is_empty() {

@@ -49,6 +49,10 @@ pub fn negotiate(accept: Option<&str>) -> Option<Format> {
 
 /// The object's JSON as served in `info`'s version (same storage for all versions).
 pub fn object_bytes(s: &Stored, info: &ResourceInfo) -> Bytes {
+    if info.conversion != crate::resources::Conversion::None {
+        let v = crate::convert::to_served(&s.value, info);
+        return Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    }
     let want = info.api_version();
     if s.value.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
         return s.json.clone();
@@ -140,9 +144,10 @@ pub fn table(
     let rows: Vec<Value> = items
         .iter()
         .map(|s| {
+            let served = crate::convert::to_served(&s.value, info);
             let mut cells = vec![json!(crate::object::name(&s.value))];
             for c in &info.printer_columns {
-                let v = json_path(&s.value, &c.json_path);
+                let v = json_path(&served, &c.json_path);
                 let cell = match (c.type_.as_str(), v) {
                     ("date", Some(Value::String(t))) => json!(age(&t, now)),
                     (_, Some(v)) => v,

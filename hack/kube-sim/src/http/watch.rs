@@ -70,7 +70,7 @@ pub fn body(
     let state = Stream {
         guard: Guard {
             store: shared.store.clone(),
-            gr: info.group_resource(),
+            gr: info.storage_resource(),
             id: start.id,
         },
         shutdown: shared.shutdown.clone(),

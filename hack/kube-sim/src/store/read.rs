@@ -101,7 +101,7 @@ impl Store {
         } else {
             (String::new(), name.to_string())
         };
-        st.get(&info.group_resource(), &key)
+        st.get(&info.storage_resource(), &key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))
     }
 
@@ -136,7 +136,7 @@ impl Store {
             fields: opts.fields,
             tx,
         };
-        let coll = st.collection(&info.group_resource());
+        let coll = st.collection(&info.storage_resource());
         let mut initial = Vec::new();
         let from = opts
             .resource_version
@@ -225,7 +225,7 @@ impl State {
         if after.is_none() {
             list_rv = self.check_list_rv(opts)?;
         }
-        let Some(coll) = self.collections.get(&info.group_resource()) else {
+        let Some(coll) = self.collections.get(&info.storage_resource()) else {
             return Ok(ListPage {
                 items: Vec::new(),
                 rv: list_rv,

@@ -252,7 +252,10 @@ impl Store {
         opts: &WriteOptions,
     ) -> ApiResult<Arc<Stored>> {
         let mut st = self.lock();
-        let r = st.create(info, ns, body, opts, None);
+        let r = match st.storage_view(info, body) {
+            Ok((sinfo, body)) => st.create(&sinfo, ns, body, opts, None),
+            Err(e) => Err(e),
+        };
         drop(st);
         self.gc_wakeup.notify_one();
         r
@@ -269,7 +272,10 @@ impl Store {
         opts: &WriteOptions,
     ) -> ApiResult<Arc<Stored>> {
         let mut st = self.lock();
-        let r = st.update(info, ns, name, body, status, opts);
+        let r = match st.storage_view(info, body) {
+            Ok((sinfo, body)) => st.update(&sinfo, ns, name, body, status, opts),
+            Err(e) => Err(e),
+        };
         drop(st);
         self.gc_wakeup.notify_one();
         r
@@ -379,7 +385,7 @@ impl State {
         body["apiVersion"] = json!(api_version);
         body["kind"] = json!(info.kind);
 
-        let gr = info.group_resource();
+        let gr = info.storage_resource();
         let ns_name = if info.namespaced {
             let url_ns = ns.unwrap_or("");
             let body_ns = object::namespace(&body).to_string();
@@ -508,7 +514,7 @@ impl State {
         name: &str,
     ) -> ApiResult<(ObjKey, Arc<Stored>)> {
         let key = key_for(info, ns, name);
-        match self.get(&info.group_resource(), &key) {
+        match self.get(&info.storage_resource(), &key) {
             Some(s) => Ok((key, s)),
             None => Err(ApiError::not_found(&info.group, &info.plural, name)),
         }
@@ -666,7 +672,7 @@ impl State {
         if opts.dry_run {
             return Ok(Stored::new(new, current.rv));
         }
-        let gr = info.group_resource();
+        let gr = info.storage_resource();
         if drained(&new) {
             return Ok(self.commit(&gr, key, None, Some(new)));
         }
@@ -693,8 +699,9 @@ impl State {
         if kind == PatchKind::Apply {
             return self.apply(info, ns, name, body, status, opts);
         }
-        let (key, current) = self.current(info, ns, name)?;
-        let mut doc = current.value.clone();
+        let sinfo = self.storage_row(info)?;
+        let (key, current) = self.current(&sinfo, ns, name)?;
+        let mut doc = crate::convert::to_served(&current.value, info);
         doc["apiVersion"] = json!(info.api_version());
         match kind {
             PatchKind::Merge => {
@@ -718,7 +725,8 @@ impl State {
                 "the name of the object ({name_after}) does not match the name on the URL ({name})"
             )));
         }
-        self.finish_update(info, &key, &current, doc, status, opts, None)
+        let doc = crate::convert::to_storage(&doc, info);
+        self.finish_update(&sinfo, &key, &current, doc, status, opts, None)
             .map(|s| (s, false))
     }
 
@@ -774,7 +782,7 @@ impl State {
         let scope = scope_of(info, status);
         let now = object::now_rfc3339();
         let key = key_for(info, ns, name);
-        match self.get(&info.group_resource(), &key) {
+        match self.get(&info.storage_resource(), &key) {
             None => {
                 if status {
                     return Err(ApiError::not_found(&info.group, &info.plural, name));
@@ -798,7 +806,9 @@ impl State {
                         &managed::conflict_message(&c, &api_version),
                     )
                 })?;
-                self.create(info, ns, applied.object, opts, Some(applied.entries))
+                let sinfo = self.storage_row(info)?;
+                let object = crate::convert::to_storage(&applied.object, info);
+                self.create(&sinfo, ns, object, opts, Some(applied.entries))
                     .map(|s| (s, true))
             }
             Some(current) => {
@@ -806,7 +816,7 @@ impl State {
                 if !rv.is_empty() && rv != current.rv.to_string() {
                     return Err(ApiError::stale(&info.group, &info.plural, name));
                 }
-                let mut live = current.value.clone();
+                let mut live = crate::convert::to_served(&current.value, info);
                 live["apiVersion"] = json!(api_version);
                 let applied = managed::apply(
                     &live,
@@ -825,11 +835,13 @@ impl State {
                         &managed::conflict_message(&c, &api_version),
                     )
                 })?;
+                let sinfo = self.storage_row(info)?;
+                let object = crate::convert::to_storage(&applied.object, info);
                 self.finish_update(
-                    info,
+                    &sinfo,
                     &key,
                     &current,
-                    applied.object,
+                    object,
                     status,
                     opts,
                     Some(applied.entries),
@@ -893,7 +905,7 @@ impl State {
         {
             fins.push(f.to_string());
         }
-        let gr = info.group_resource();
+        let gr = info.storage_resource();
         if fins.is_empty() && !is_namespace(info) {
             if opts.dry_run {
                 return Ok(current);
@@ -971,6 +983,39 @@ impl State {
             return Some(self.commit(&gr, &key, None, Some(new)));
         }
         Some(self.commit(&gr, &key, Some(new), None))
+    }
+
+    /// The row objects of `info` are stored under (itself, unless it converts).
+    pub(super) fn storage_row(&self, info: &ResourceInfo) -> ApiResult<Arc<ResourceInfo>> {
+        let row = match info.conversion {
+            crate::resources::Conversion::None => {
+                self.table.get(&info.group, &info.version, &info.plural)
+            }
+            _ => self.info_for(&info.storage_resource()),
+        };
+        row.ok_or_else(|| ApiError::not_found(&info.group, &info.plural, ""))
+    }
+
+    /// Checks a written object against the served version and turns it into its storage
+    /// form, with the row to store it under.
+    pub(super) fn storage_view(
+        &self,
+        info: &ResourceInfo,
+        body: Value,
+    ) -> ApiResult<(Arc<ResourceInfo>, Value)> {
+        let row = self.storage_row(info)?;
+        if info.conversion == crate::resources::Conversion::None {
+            return Ok((row, body));
+        }
+        let served = info.api_version();
+        if let Some(v) = body.get("apiVersion").and_then(Value::as_str)
+            && v != served
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({served})"
+            )));
+        }
+        Ok((row, crate::convert::to_storage(&body, info)))
     }
 
     /// Any served row of a group resource (internal writes do not care which version).

@@ -186,6 +186,19 @@ async fn recorder_publishes_and_aggregates_events() {
         Some(2),
         "the repeat is counted in the series"
     );
+    // The same event through core/v1, as `kubectl get events` and `kubectl describe` see it.
+    let core = env.api::<k8s_openapi::api::core::v1::Event>();
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=evt"))
+        .await
+        .unwrap();
+    let e = listed
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Checked"))
+        .expect("the event is visible as a core/v1 Event");
+    assert_eq!(e.message.as_deref(), Some("kube-sim conformance"));
+    assert_eq!(e.involved_object.kind.as_deref(), Some("ConfigMap"));
     env.cleanup().await.unwrap();
 }
 
