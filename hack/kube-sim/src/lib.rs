@@ -30,6 +30,7 @@ pub mod http;
 pub mod managed;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod server;

@@ -157,6 +157,20 @@ async fn read_body(body: Incoming) -> ApiResult<Bytes> {
     }
 }
 
+/// A create or update body: JSON, or the protobuf kubectl's generators send for built-ins.
+fn parse_object(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
+    match header_str(headers, header::CONTENT_TYPE) {
+        Some(ct) if crate::protobuf::is_protobuf(ct) => crate::protobuf::to_json(bytes),
+        Some(ct) if ct.contains("cbor") || ct.contains("yaml") => Err(ApiError::new(
+            Reason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format - kube-sim accepts application/json, not {ct:?}"
+            ),
+        )),
+        _ => parse_json(bytes),
+    }
+}
+
 fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
@@ -308,16 +322,6 @@ async fn resource(
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     if is_write {
-        if let Some(ct) = header_str(headers, header::CONTENT_TYPE)
-            && ct.contains("protobuf")
-        {
-            return Err(ApiError::new(
-                Reason::UnsupportedMediaType,
-                format!(
-                    "the body of the request was in an unknown format - kube-sim accepts JSON only, not {ct:?}"
-                ),
-            ));
-        }
         if let Some(fault) = shared.faults.on_write(&info.plural) {
             return Err(injected(fault, &info, p.name.as_deref().unwrap_or("")));
         }
@@ -381,7 +385,7 @@ async fn resource(
                     format!("{} must be created in a namespace", info.plural),
                 ));
             }
-            let v = parse_json(&read_body(body).await?)?;
+            let v = parse_object(headers, &read_body(body).await?)?;
             let s = store.create(&info, ns, v, &write_opts())?;
             ok(
                 StatusCode::CREATED,
@@ -389,7 +393,7 @@ async fn resource(
             )
         }
         (&Method::PUT, Some(name)) => {
-            let v = parse_json(&read_body(body).await?)?;
+            let v = parse_object(headers, &read_body(body).await?)?;
             let s = store.update(&info, ns, name, v, status, &write_opts())?;
             ok(StatusCode::OK, present::one(&s, &info, format, include))
         }

@@ -237,6 +237,36 @@ async fn kubectl_drives_taskruns_through_the_test_environment() {
             "3"
         );
         k(&["delete", "cm", "via-kubectl", "via-ssa"], None);
+        // Generator commands send protobuf bodies for built-in types.
+        k(
+            &["create", "configmap", "generated", "--from-literal=a=b"],
+            None,
+        );
+        k(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "generated",
+                "--from-literal=k=v",
+            ],
+            None,
+        );
+        assert_eq!(
+            k(
+                &["get", "cm", "generated", "-o", "jsonpath={.data.a}"],
+                None
+            ),
+            "b"
+        );
+        assert_eq!(
+            k(
+                &["get", "secret", "generated", "-o", "jsonpath={.data.k}"],
+                None
+            ),
+            "dg=="
+        );
+        k(&["delete", "cm/generated", "secret/generated"], None);
     })
     .await
     .unwrap();
