@@ -321,10 +321,8 @@ async fn resource(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    if is_write {
-        if let Some(fault) = shared.faults.on_write(&info.plural) {
-            return Err(injected(fault, &info, p.name.as_deref().unwrap_or("")));
-        }
+    if is_write && let Some(fault) = shared.faults.on_write(&info.plural) {
+        return Err(injected(fault, &info, p.name.as_deref().unwrap_or("")));
     }
     let ok = |code: StatusCode, b: Bytes| {
         let ct = match format {
