@@ -143,6 +143,15 @@ impl TestEnv {
         self.client.clone()
     }
 
+    /// A new, independent client (own connection pool) with the test's namespace as
+    /// default — one per simulated controller replica.
+    pub async fn new_client(&self) -> Result<kube::Client, TestEnvError> {
+        match &self.server {
+            Some(server) => Ok(server.client_in(&self.namespace)?),
+            None => real_client(&self.kubeconfig, Some(&self.namespace)).await,
+        }
+    }
+
     /// The test's namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace

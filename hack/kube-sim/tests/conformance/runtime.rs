@@ -235,8 +235,17 @@ async fn lease_updates_conflict_on_stale_resource_version() {
 #[tokio::test]
 async fn lease_manager_elects_one_leader_and_hands_over() {
     let env = env("rt-leader").await;
+    let (one, two) = (
+        env.new_client().await.unwrap(),
+        env.new_client().await.unwrap(),
+    );
     let manager = |id: &str| {
-        LeaseManagerBuilder::new(env.client(), "leader")
+        let client = if id == "first" {
+            one.clone()
+        } else {
+            two.clone()
+        };
+        LeaseManagerBuilder::new(client, "leader")
             .with_namespace(env.namespace())
             .with_identity(id)
             .with_duration(3)
