@@ -6,7 +6,9 @@
 //! the store lock is held — so watchers see changes in resourceVersion order without gaps.
 
 mod gc;
+mod internal;
 mod read;
+mod rules;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
