@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -286,5 +286,31 @@ async fn lease_manager_elects_one_leader_and_hands_over() {
     drop(s2);
     drop(second_state);
     second_task.await.unwrap().unwrap();
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn metadata_watcher_sees_partial_objects() {
+    let env = env("rt-metadata").await;
+    let api = env.api::<ConfigMap>();
+    let names = tokio::spawn({
+        let api = api.clone();
+        async move {
+            kube::runtime::metadata_watcher(api, watcher::Config::default().labels("meta=y"))
+                .default_backoff()
+                .applied_objects()
+                .map_ok(|m| m.metadata.name.unwrap_or_default())
+                .try_filter(|n| futures::future::ready(n == "m2"))
+                .boxed()
+                .next()
+                .await
+        }
+    });
+    create_cm(&env, "m1", &[("meta", "y")]).await;
+    create_cm(&env, "m2", &[("meta", "y")]).await;
+    let got = tokio::time::timeout(SLOW, names).await.unwrap().unwrap();
+    assert_eq!(got.unwrap().unwrap(), "m2");
+    let meta = api.get_metadata("m1").await.unwrap();
+    assert_eq!(meta.metadata.labels.unwrap()["meta"], "y");
     env.cleanup().await.unwrap();
 }
