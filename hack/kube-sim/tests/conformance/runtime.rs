@@ -293,18 +293,17 @@ async fn lease_manager_elects_one_leader_and_hands_over() {
 async fn metadata_watcher_sees_partial_objects() {
     let env = env("rt-metadata").await;
     let api = env.api::<ConfigMap>();
-    let names = tokio::spawn({
-        let api = api.clone();
-        async move {
-            kube::runtime::metadata_watcher(api, watcher::Config::default().labels("meta=y"))
-                .default_backoff()
-                .applied_objects()
-                .map_ok(|m| m.metadata.name.unwrap_or_default())
-                .try_filter(|n| futures::future::ready(n == "m2"))
-                .boxed()
-                .next()
-                .await
-        }
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(env.client(), env.namespace());
+    let names = tokio::spawn(async move {
+        watcher(meta_api, watcher::Config::default().labels("meta=y"))
+            .default_backoff()
+            .applied_objects()
+            .map_ok(|m| m.metadata.name.unwrap_or_default())
+            .try_filter(|n| futures::future::ready(n == "m2"))
+            .boxed()
+            .next()
+            .await
     });
     create_cm(&env, "m1", &[("meta", "y")]).await;
     create_cm(&env, "m2", &[("meta", "y")]).await;
