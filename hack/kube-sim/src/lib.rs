@@ -22,6 +22,8 @@
 //! Integration tests start from [`testenv::TestEnv`], which runs against a real cluster
 //! instead when `MPC_TEST_KUBECONFIG` is set.
 
+#![warn(missing_docs)]
+
 pub mod convert;
 pub mod crds;
 pub mod error;
