@@ -20,6 +20,7 @@ declare -A wanted=(
   [/usr/bin/rsync]=rsync
   [/usr/bin/pkill]=procps
   [/usr/bin/unshare]=util-linux
+  [/usr/bin/kubectl]=kubernetes-client
 )
 missing=()
 for path in "${!wanted[@]}"; do
