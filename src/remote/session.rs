@@ -261,24 +261,24 @@ impl SshPool {
             let connection = self.connection(&slot, host).await?;
             let command = build(connection.privilege);
             debug!(host = %host.name, operation = %op, "running remote command");
-            let run = tokio::time::timeout(timeout, run(&connection.handle, &command)).await;
-            match run {
-                Err(_) => {
+            let deadline = tokio::time::Instant::now() + timeout;
+            match run(&connection.handle, &command, deadline).await {
+                Ok(output) => return Ok((connection, output)),
+                Err(ChannelError::TimedOut) => {
                     return Err(RemoteError::Timeout {
                         host: host.name.clone(),
                         phase: Phase::Command(op),
                         after: timeout,
                     });
                 }
-                Ok(Ok(output)) => return Ok((connection, output)),
-                Ok(Err(ChannelError::Refused(reason))) => {
+                Err(ChannelError::Refused(reason)) => {
                     return Err(RemoteError::Busy {
                         host: host.name.clone(),
                         operation: op,
                         detail: reason,
                     });
                 }
-                Ok(Err(ChannelError::Lost(reason))) => {
+                Err(ChannelError::Lost(reason)) => {
                     forget(&slot, &connection).await;
                     if reconnected {
                         return Err(RemoteError::ConnectionLost {
@@ -462,9 +462,16 @@ async fn connect(host: &HostTarget, config: &PoolConfig) -> Result<Connection, R
             .take()
             .ok_or_else(|| protocol(host, "the handshake finished without a host key check"))?;
         authenticate(&mut handle, host).await?;
-        let whoami = run(&handle, &whoami_command()).await.map_err(|e| match e {
-            ChannelError::Lost(reason) | ChannelError::Refused(reason) => unreachable(host, reason),
-        })?;
+        // The connect timeout around all of this bounds it; no deadline of its own.
+        let far = tokio::time::Instant::now() + config.connect_timeout;
+        let whoami = run(&handle, &whoami_command(), far)
+            .await
+            .map_err(|e| match e {
+                ChannelError::Lost(reason) | ChannelError::Refused(reason) => {
+                    unreachable(host, reason)
+                }
+                ChannelError::TimedOut => unreachable(host, "no answer to `id -u`".into()),
+            })?;
         let privilege = match report::uid(&whoami) {
             Some(0) => Privilege::Root,
             Some(_) => Privilege::Sudo,
@@ -609,16 +616,41 @@ enum ChannelError {
     Lost(String),
     /// sshd keeps refusing a session channel (its `MaxSessions` is lower than ours).
     Refused(String),
+    /// The command did not finish before its deadline.
+    TimedOut,
 }
 
+/// How long closing a channel after a timeout may take (the connection may be hung).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs one command on a new channel: exec, stdin, EOF, then collects output until the
-/// channel closes.
+/// channel closes or `deadline` passes (then the channel is closed, best effort).
 async fn run(
     handle: &Handle<Verifier>,
     command: &RemoteCommand,
+    deadline: tokio::time::Instant,
+) -> Result<RawOutput, ChannelError> {
+    let mut channel = tokio::time::timeout_at(deadline, open_channel(handle))
+        .await
+        .map_err(|_| ChannelError::TimedOut)??;
+    let exchange = tokio::time::timeout_at(deadline, exchange(&mut channel, command)).await;
+    match exchange {
+        Ok(result) => result,
+        Err(_) => {
+            // russh does not close a dropped channel; without this, sshd would keep the
+            // session until the command ends by itself.
+            let _ = tokio::time::timeout(CLOSE_GRACE, channel.close()).await;
+            Err(ChannelError::TimedOut)
+        }
+    }
+}
+
+/// Sends the command and its stdin on `channel` and reads everything it answers.
+async fn exchange(
+    channel: &mut russh::Channel<client::Msg>,
+    command: &RemoteCommand,
 ) -> Result<RawOutput, ChannelError> {
     let lost = |e: russh::Error| ChannelError::Lost(e.to_string());
-    let mut channel = open_channel(handle).await?;
     channel
         .exec(true, command.command_line.as_bytes())
         .await
