@@ -80,20 +80,21 @@ fn main() -> Result<(), BoxError> {
     // Throughput with the pool's channel budget in use (not compared with the floor).
     let concurrent = 50;
     let started = Instant::now();
-    runtime.block_on(async {
+    let burst_retries = runtime.block_on(async {
         let jobs = (0..concurrent).map(|i| {
             let (pool, target) = (pool.clone(), target.clone());
             async move {
                 let user = UserName::for_taskrun(&format!("burst-{i}"), "bench");
                 let key = generate()?;
                 let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
-                pool.provision(&target, &request).await?;
-                pool.cleanup(&target, &user).await?;
-                Ok::<(), BoxError>(())
+                let provisioned = pool.provision(&target, &request).await?;
+                let cleaned = pool.cleanup(&target, &user).await?;
+                Ok::<u32, BoxError>(provisioned.lock_retries + cleaned.lock_retries)
             }
         });
         futures::future::try_join_all(jobs).await
     })?;
+    let lock_retries: u32 = burst_retries.iter().sum();
     let burst = started.elapsed();
 
     println!(
@@ -107,7 +108,7 @@ fn main() -> Result<(), BoxError> {
     let ratio = ours.p(&ours.total, 50).as_secs_f64() / floor.p(&floor.total, 50).as_secs_f64();
     println!("ours/floor at p50: {ratio:.2}x (goal: <= 1.5x)");
     println!(
-        "burst: {concurrent} provision+cleanup at once in {:.2} s ({:.1} users/s)",
+        "burst: {concurrent} provision+cleanup at once in {:.2} s ({:.1} users/s, {lock_retries} lock retries)",
         burst.as_secs_f64(),
         concurrent as f64 / burst.as_secs_f64()
     );

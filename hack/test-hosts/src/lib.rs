@@ -3,8 +3,8 @@
 //! A [`TestHost`] is Debian's own `/usr/sbin/sshd` listening on port 22 of a loopback
 //! address of its own (`127.x.y.z`, never `127.0.0.1`), running inside a private mount,
 //! PID and UTS namespace. The namespace gives every host its own `/etc` (a copy of the
-//! machine's), `/home`, `/run`, `/tmp`, `/var/tmp`, `/var/log`, `/var/mail` and
-//! `/dev/shm`, so users created on one host exist only there: `useradd` on host A never
+//! machine's), `/home`, `/root`, `/run`, `/tmp`, `/var/tmp`, `/var/log`, `/var/mail`
+//! and `/dev/shm`, so users created on one host exist only there: `useradd` on host A never
 //! touches host B or the machine, `pkill -u` sees only that host's processes, and tearing
 //! a host down (killing its namespace, removing its directory) cannot leak a user.
 //!

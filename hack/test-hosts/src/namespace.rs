@@ -21,6 +21,7 @@ mount --bind "$1/etc" /etc
 mount --bind "$1/home" /home
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -m 0755 /run/sshd
+mount -t tmpfs -o mode=0700 tmpfs /root
 for d in /tmp /var/tmp /dev/shm; do
   mount -t tmpfs -o mode=1777 tmpfs "$d"
 done
