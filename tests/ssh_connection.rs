@@ -229,6 +229,11 @@ async fn a_command_on_a_hung_connection_times_out_and_recovers() {
             .unwrap()
             .created
     );
+    assert_eq!(
+        accepted_logins(&host, "root"),
+        2,
+        "the timed-out connection is replaced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

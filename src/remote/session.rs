@@ -265,6 +265,10 @@ impl SshPool {
             match run(&connection.handle, &command, deadline).await {
                 Ok(output) => return Ok((connection, output)),
                 Err(ChannelError::TimedOut) => {
+                    // The connection may be hung, and a channel whose open timed out
+                    // cannot be closed: later operations get a fresh connection, this
+                    // one closes once the operations still on it end.
+                    forget(&slot, &connection).await;
                     return Err(RemoteError::Timeout {
                         host: host.name.clone(),
                         phase: Phase::Command(op),
