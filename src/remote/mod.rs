@@ -6,7 +6,9 @@
 //! - [`script`]: the fixed remote scripts and exact command lines (pure);
 //! - [`report`]: reading the scripts' answers (pure);
 //! - [`host_key`]: host-key policy and the remembered-key store;
-//! - [`session`]: the connection pool that runs it all ([`SshPool`]).
+//! - [`session`]: the connection pool that runs it all ([`SshPool`]), with private
+//!   modules for making a connection (handshake, host-key check, authentication) and
+//!   running one command on a channel.
 //!
 //! Typical use by the controller:
 //!
@@ -27,6 +29,8 @@
 //! # Ok(()) }
 //! ```
 
+mod channel;
+mod connect;
 pub mod error;
 pub mod host_key;
 pub mod keys;
