@@ -9,4 +9,5 @@ pub mod cluster;
 pub mod config;
 pub mod naming;
 pub mod platform;
+pub mod remote;
 pub mod taskrun;
