@@ -10,4 +10,5 @@ pub mod config;
 pub mod controller;
 pub mod naming;
 pub mod platform;
+pub mod remote;
 pub mod taskrun;

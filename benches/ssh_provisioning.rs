@@ -1,0 +1,256 @@
+//! Provision + clean up build users on one real sshd host and compare the latency with
+//! the floor: the OpenSSH client running a bare useradd + authorized_keys + userdel over
+//! a ControlMaster connection (so neither side pays a handshake per user).
+//!
+//! Run: `cargo bench --bench ssh_provisioning` (as root; `MPC_BENCH_USERS` overrides the
+//! default of 200 users). Both sides alternate user by user, so load from other
+//! processes on the machine hits them alike.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use multi_platform_controller::naming::UserName;
+use multi_platform_controller::remote::{
+    AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, generate,
+    parse_host_key,
+};
+use test_hosts::TestHost;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    // `cargo test --all-targets` runs benches as smoke tests without `--bench`; the
+    // measurement only runs under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("ssh_provisioning: skipped (run it with `cargo bench --bench ssh_provisioning`)");
+        return Ok(());
+    }
+    let users: usize = std::env::var("MPC_BENCH_USERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let host = TestHost::start()?;
+    let target = HostTarget {
+        name: host.name().to_owned(),
+        address: host.address().to_string(),
+        port: host.port(),
+        admin_user: "root".into(),
+        admin_key: AdminKey::parse(host.root().private_key.as_bytes())?,
+        host_key_policy: HostKeyPolicy::Strict(parse_host_key(host.host_key())?),
+    };
+    let pool = SshPool::new(PoolConfig::default());
+    let master = ControlMaster::start(&host)?;
+    let expires = SystemTime::now() + Duration::from_secs(3600);
+
+    // Warm up both paths (connections, page cache, sshd's first session).
+    for i in 0..5 {
+        let user = UserName::for_taskrun(&format!("warmup-{i}"), "bench");
+        let key = generate()?;
+        let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
+        runtime.block_on(pool.provision(&target, &request))?;
+        runtime.block_on(pool.cleanup(&target, &user))?;
+        master.provision_and_delete(&user, request.authorized_key())?;
+    }
+
+    let mut ours = Timings::default();
+    let mut floor = Timings::default();
+    for i in 0..users {
+        let key = generate()?;
+        let user = UserName::for_taskrun(&format!("ours-{i}"), "bench");
+        let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
+        let started = Instant::now();
+        runtime.block_on(pool.provision(&target, &request))?;
+        let provisioned = started.elapsed();
+        runtime.block_on(pool.cleanup(&target, &user))?;
+        ours.record(provisioned, started.elapsed());
+
+        let user = UserName::for_taskrun(&format!("floor-{i}"), "bench");
+        let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
+        floor.push(master.provision_and_delete(&user, request.authorized_key())?);
+    }
+    let leftover = host.build_users()?;
+    if !leftover.is_empty() {
+        return Err(format!("users left on the host: {leftover:?}").into());
+    }
+
+    // Throughput with the pool's channel budget in use (not compared with the floor).
+    let concurrent = 50;
+    let started = Instant::now();
+    let burst_retries = runtime.block_on(async {
+        let jobs = (0..concurrent).map(|i| {
+            let (pool, target) = (pool.clone(), target.clone());
+            async move {
+                let user = UserName::for_taskrun(&format!("burst-{i}"), "bench");
+                let key = generate()?;
+                let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
+                let provisioned = pool.provision(&target, &request).await?;
+                let cleaned = pool.cleanup(&target, &user).await?;
+                Ok::<u32, BoxError>(provisioned.lock_retries + cleaned.lock_retries)
+            }
+        });
+        futures::future::try_join_all(jobs).await
+    })?;
+    let lock_retries: u32 = burst_retries.iter().sum();
+    let burst = started.elapsed();
+
+    println!(
+        "ssh_provisioning: {users} users, one host (sshd {}), sequential",
+        sshd_version()
+    );
+    println!("                       p50        p95       mean");
+    ours.print("ours  provision", &ours.provision);
+    ours.print("ours  + cleanup", &ours.total);
+    floor.print("floor (ssh -S)", &floor.total);
+    let ratio = ours.p(&ours.total, 50).as_secs_f64() / floor.p(&floor.total, 50).as_secs_f64();
+    println!("ours/floor at p50: {ratio:.2}x (goal: <= 1.5x)");
+    println!(
+        "burst: {concurrent} provision+cleanup at once in {:.2} s ({:.1} users/s, {lock_retries} lock retries)",
+        burst.as_secs_f64(),
+        concurrent as f64 / burst.as_secs_f64()
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Timings {
+    provision: Vec<Duration>,
+    total: Vec<Duration>,
+}
+
+impl Timings {
+    fn record(&mut self, provision: Duration, total: Duration) {
+        self.provision.push(provision);
+        self.total.push(total);
+    }
+
+    fn push(&mut self, total: Duration) {
+        self.total.push(total);
+    }
+
+    /// Nearest-rank percentile.
+    fn p(&self, samples: &[Duration], percent: usize) -> Duration {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let rank = (percent * sorted.len()).div_ceil(100).max(1);
+        sorted[rank - 1]
+    }
+
+    fn print(&self, label: &str, samples: &[Duration]) {
+        let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
+        println!(
+            "{label:<16} {:>8.1} ms {:>8.1} ms {:>8.1} ms",
+            ms(self.p(samples, 50)),
+            ms(self.p(samples, 95)),
+            ms(mean)
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn sshd_version() -> String {
+    Command::new("ssh")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// An OpenSSH client master connection; commands reuse it through its socket.
+struct ControlMaster {
+    socket: std::path::PathBuf,
+    destination: String,
+    key: std::path::PathBuf,
+    known_hosts: std::path::PathBuf,
+}
+
+impl ControlMaster {
+    fn start(host: &TestHost) -> Result<Self, BoxError> {
+        let master = ControlMaster {
+            socket: host.dir().join("bench.ctl"),
+            destination: format!("root@{}", host.address()),
+            key: host.root().private_key_path.clone(),
+            known_hosts: host.known_hosts_path(),
+        };
+        let status = master
+            .ssh()
+            .args(["-M", "-N", "-f", "-o", "ControlPersist=yes"])
+            .arg(&master.destination)
+            .status()?;
+        if !status.success() {
+            return Err("cannot start the ssh ControlMaster".into());
+        }
+        Ok(master)
+    }
+
+    fn ssh(&self) -> Command {
+        let mut ssh = Command::new("ssh");
+        ssh.args(["-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-i"])
+            .arg(&self.key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg("-S")
+            .arg(&self.socket);
+        ssh
+    }
+
+    /// The floor: useradd + authorized_keys, then userdel, each one ssh exec.
+    fn provision_and_delete(
+        &self,
+        user: &UserName,
+        authorized_key: &str,
+    ) -> Result<Duration, BoxError> {
+        let started = Instant::now();
+        let create = format!(
+            "useradd --create-home --user-group --shell /bin/bash --password '*' {user} \
+             && chmod 700 /home/{user} && mkdir -m 700 /home/{user}/.ssh \
+             && cat > /home/{user}/.ssh/authorized_keys \
+             && chmod 600 /home/{user}/.ssh/authorized_keys \
+             && chown -R {user}: /home/{user}/.ssh"
+        );
+        self.run(&create, authorized_key)?;
+        self.run(&format!("userdel --remove {user}"), "")?;
+        Ok(started.elapsed())
+    }
+
+    fn run(&self, command: &str, stdin: &str) -> Result<(), BoxError> {
+        use std::io::Write;
+        let mut child = self
+            .ssh()
+            .arg(&self.destination)
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut pipe) = child.stdin.take() {
+            writeln!(pipe, "{stdin}")?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "floor command failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ControlMaster {
+    fn drop(&mut self) {
+        let _ = self
+            .ssh()
+            .args(["-O", "exit"])
+            .arg(&self.destination)
+            .stderr(Stdio::null())
+            .status();
+    }
+}

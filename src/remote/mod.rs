@@ -1,0 +1,52 @@
+//! The SSH shell around build hosts: throwaway build users (SPEC §2.4–§2.5).
+//!
+//! - [`keys`]: a fresh ed25519 pair per TaskRun ([`generate`]), admin keys from Secrets,
+//!   host keys from the config;
+//! - [`request`]: the validated data a provisioning run writes (pure);
+//! - [`script`]: the fixed remote scripts and exact command lines (pure);
+//! - [`report`]: reading the scripts' answers (pure);
+//! - [`host_key`]: host-key policy and the remembered-key store;
+//! - [`session`]: the connection pool that runs it all ([`SshPool`]), with private
+//!   modules for making a connection (handshake, host-key check, authentication) and
+//!   running one command on a channel.
+//!
+//! Typical use by the controller:
+//!
+//! ```no_run
+//! # async fn demo(host: multi_platform_controller::remote::HostTarget) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::{Duration, SystemTime};
+//! use multi_platform_controller::naming::UserName;
+//! use multi_platform_controller::remote::{generate, PoolConfig, ProvisionRequest, SshPool};
+//!
+//! let pool = SshPool::new(PoolConfig::default());
+//! let user = UserName::for_taskrun("buildah-remote-x7k2q", "dev-tenant");
+//! let key = generate()?;
+//! let expires = SystemTime::now() + Duration::from_secs(24 * 3600);
+//! let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
+//! let done = pool.provision(&host, &request).await?;
+//! // … write key.private_key_openssh() into the Secret, later:
+//! pool.cleanup(&host, &user).await?;
+//! # Ok(()) }
+//! ```
+
+mod channel;
+mod connect;
+pub mod error;
+pub mod host_key;
+pub mod keys;
+pub mod report;
+pub mod request;
+pub mod script;
+pub mod session;
+pub mod target;
+
+pub use error::{FailureClass, Phase, RemoteError};
+pub use host_key::{HostKeyPolicy, KnownHosts, KnownHostsError, MemoryKnownHosts};
+pub use keys::{
+    AdminKey, KeyError, UserKeyPair, fingerprint, generate, known_hosts_line, parse_host_key,
+};
+pub use report::BuildUser;
+pub use request::{InvalidRequest, InvalidSudoCommand, ProvisionRequest, SudoCommand};
+pub use script::Privilege;
+pub use session::{CleanedUp, PoolConfig, ProbeReport, Provisioned, SshPool};
+pub use target::HostTarget;

@@ -1,0 +1,351 @@
+//! What a provisioning run writes on the host, built and validated before any I/O.
+//!
+//! Everything that reaches the host from a TaskRun or the ConfigMap passes through here:
+//! the public key is re-encoded (no options, no comment), the expiry is formatted from a
+//! number, sudo commands are checked against a strict character set. The remote script
+//! receives the result on stdin and never interprets it as shell code.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use russh::keys::PublicKey;
+
+use crate::naming::UserName;
+
+/// A provisioning request that cannot be sent to a host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// The key expiry is before 1970 or after 9999.
+    #[error("key expiry {0:?} is outside 1970..=9999; check user-key-lifetime")]
+    ExpiryOutOfRange(SystemTime),
+    /// A sudo command does not pass validation.
+    #[error(transparent)]
+    SudoCommand(#[from] InvalidSudoCommand),
+    /// The public key cannot be encoded.
+    #[error("cannot encode the build user's public key: {0}")]
+    PublicKey(String),
+}
+
+/// A `sudo-commands` entry that cannot go into a sudoers rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid sudo command {command:?}: {reason}; write an absolute path with optional plain arguments, e.g. `/usr/bin/podman` or `/usr/bin/rm /usr/share/containers/mounts.conf`"
+)]
+pub struct InvalidSudoCommand {
+    /// The command as configured.
+    pub command: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Longest accepted sudo command.
+const MAX_SUDO_COMMAND_LEN: usize = 512;
+
+/// One command a build user may run as root with sudo: an absolute path, optionally
+/// followed by fixed arguments (sudo then allows exactly those arguments).
+///
+/// Only letters, digits, `/ . _ + @ % -` and single spaces between words are accepted:
+/// nothing sudoers treats specially (`, : = ! ( ) \ #`, wildcards, quotes) and no `ALL`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SudoCommand(String);
+
+impl SudoCommand {
+    /// Validates one configured command.
+    pub fn parse(command: &str) -> Result<Self, InvalidSudoCommand> {
+        let invalid = |reason| InvalidSudoCommand {
+            command: command.to_owned(),
+            reason,
+        };
+        if command.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if command.len() > MAX_SUDO_COMMAND_LEN {
+            return Err(invalid("it is longer than 512 characters"));
+        }
+        if !command.starts_with('/') {
+            return Err(invalid("it does not start with an absolute path"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "/._+@%-".contains(c);
+        for word in command.split(' ') {
+            if word.is_empty() {
+                return Err(invalid("words must be separated by exactly one space"));
+            }
+            if !word.chars().all(allowed) {
+                return Err(invalid(
+                    "only letters, digits, `/ . _ + @ % -` and single spaces are allowed",
+                ));
+            }
+        }
+        let path = command.split(' ').next().unwrap_or_default();
+        if path.split('/').any(|segment| segment == "..") {
+            return Err(invalid("the command path contains `..`"));
+        }
+        Ok(SudoCommand(command.to_owned()))
+    }
+
+    /// The command text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SudoCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Everything needed to create (or re-key) one build user on a host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProvisionRequest {
+    user: UserName,
+    authorized_key: String,
+    sudoers: String,
+    expires_at: SystemTime,
+}
+
+impl ProvisionRequest {
+    /// Validates and renders a request: `public_key` goes into `authorized_keys` with
+    /// `expiry-time` set to `expires_at` (UTC); `sudo_commands` (possibly empty) become
+    /// the user's sudoers rule.
+    pub fn new(
+        user: UserName,
+        public_key: &PublicKey,
+        expires_at: SystemTime,
+        sudo_commands: &[SudoCommand],
+    ) -> Result<Self, InvalidRequest> {
+        let authorized_key = authorized_keys_line(public_key, expires_at)?;
+        let sudoers = sudoers_rule(&user, sudo_commands);
+        Ok(ProvisionRequest {
+            user,
+            authorized_key,
+            sudoers,
+            expires_at,
+        })
+    }
+
+    /// The build user.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// When the key stops being accepted by the host's sshd.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// The `authorized_keys` line written for the user.
+    pub fn authorized_key(&self) -> &str {
+        &self.authorized_key
+    }
+
+    /// The sudoers file written for the user; empty when it gets no sudo.
+    pub fn sudoers(&self) -> &str {
+        &self.sudoers
+    }
+
+    /// The provisioning script's stdin: the `authorized_keys` line, then the sudoers
+    /// file (possibly nothing).
+    pub fn stdin(&self) -> Vec<u8> {
+        format!("{}\n{}", self.authorized_key, self.sudoers).into_bytes()
+    }
+}
+
+impl fmt::Debug for ProvisionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvisionRequest")
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .field("sudo", &!self.sudoers.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `expiry-time="YYYYMMDDHHMMSSZ" <key>`: the key without its comment, valid until
+/// `expires_at` (UTC, enforced by sshd).
+pub fn authorized_keys_line(
+    public_key: &PublicKey,
+    expires_at: SystemTime,
+) -> Result<String, InvalidRequest> {
+    let expiry = expiry_time(expires_at)?;
+    let bare = PublicKey::new(public_key.key_data().clone(), "");
+    let key = bare
+        .to_openssh()
+        .map_err(|e| InvalidRequest::PublicKey(e.to_string()))?;
+    Ok(format!("expiry-time=\"{expiry}\" {key}"))
+}
+
+/// `YYYYMMDDHHMMSSZ` for `time` (UTC), the `expiry-time` format sshd understands.
+pub fn expiry_time(time: SystemTime) -> Result<String, InvalidRequest> {
+    let out_of_range = || InvalidRequest::ExpiryOutOfRange(time);
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| out_of_range())?
+        .as_secs();
+    let days = i64::try_from(secs / 86_400).map_err(|_| out_of_range())?;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    if year > 9999 {
+        return Err(out_of_range());
+    }
+    Ok(format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The sudoers file for `user`, or nothing when it gets no sudo. `requiretty` is lifted
+/// because builds run commands over SSH without a terminal.
+pub fn sudoers_rule(user: &UserName, commands: &[SudoCommand]) -> String {
+    if commands.is_empty() {
+        return String::new();
+    }
+    let list: Vec<&str> = commands.iter().map(SudoCommand::as_str).collect();
+    format!(
+        "# Build user of multi-platform-controller; removed with the user.\n\
+         Defaults:{user} !requiretty\n\
+         {user} ALL=(root) NOPASSWD: {}\n",
+        list.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::keys::generate;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn expiry_time_formats_known_instants_in_utc() {
+        assert_eq!(expiry_time(at(0)).unwrap(), "19700101000000Z");
+        assert_eq!(expiry_time(at(951_782_400)).unwrap(), "20000229000000Z");
+        assert_eq!(expiry_time(at(1_700_000_000)).unwrap(), "20231114221320Z");
+        assert_eq!(expiry_time(at(4_102_444_799)).unwrap(), "20991231235959Z");
+        assert_eq!(expiry_time(at(253_402_300_799)).unwrap(), "99991231235959Z");
+        assert!(expiry_time(at(253_402_300_800)).is_err());
+        assert!(expiry_time(UNIX_EPOCH - Duration::from_secs(1)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn expiry_time_is_well_formed_and_ordered(a in 0u64..253_402_300_800, b in 0u64..253_402_300_800) {
+            let (ea, eb) = (expiry_time(at(a)).unwrap(), expiry_time(at(b)).unwrap());
+            prop_assert_eq!(ea.len(), 15);
+            prop_assert!(ea.ends_with('Z'));
+            prop_assert!(ea[..14].bytes().all(|c| c.is_ascii_digit()));
+            // Fixed-width digits compare like the instants they encode.
+            prop_assert_eq!(a.cmp(&b), ea.cmp(&eb));
+        }
+
+        #[test]
+        fn civil_dates_are_valid_and_consecutive(days in 0i64..2_932_896) {
+            let (y, m, d) = civil_from_days(days);
+            let (y2, m2, d2) = civil_from_days(days + 1);
+            prop_assert!((1..=12).contains(&m) && (1..=31).contains(&d));
+            let next_day = (y2, m2, d2) == (y, m, d + 1);
+            let next_month = d2 == 1 && ((y2, m2) == (y, m + 1) || (y2, m2, m) == (y + 1, 1, 12));
+            prop_assert!(next_day || next_month, "{:?} -> {:?}", (y, m, d), (y2, m2, d2));
+        }
+
+        #[test]
+        fn sudo_commands_never_carry_sudoers_syntax(command in "\\PC{0,40}") {
+            if let Ok(parsed) = SudoCommand::parse(&command) {
+                prop_assert!(parsed.as_str().starts_with('/'));
+                for forbidden in [',', ':', '=', '!', '(', ')', '\\', '#', '*', '?', '"', '\'', '\n', '\t'] {
+                    prop_assert!(!parsed.as_str().contains(forbidden));
+                }
+                prop_assert!(!parsed.as_str().contains("  "));
+            }
+        }
+
+        #[test]
+        fn stdin_is_one_key_line_then_the_sudoers_file(cmds in proptest::collection::vec("/[a-z]{1,8}( [a-z0-9.]{1,6})?", 0..4)) {
+            let cmds: Vec<SudoCommand> = cmds.iter().map(|c| SudoCommand::parse(c).unwrap()).collect();
+            let pair = generate().unwrap();
+            let user = UserName::for_taskrun("tr", "ns");
+            let request = ProvisionRequest::new(user, pair.public_key(), at(1_700_000_000), &cmds).unwrap();
+            let stdin = String::from_utf8(request.stdin()).unwrap();
+            let (first, rest) = stdin.split_once('\n').unwrap();
+            prop_assert_eq!(first, format!("expiry-time=\"20231114221320Z\" {}", pair.public_key_line()));
+            prop_assert_eq!(rest.is_empty(), cmds.is_empty());
+            prop_assert_eq!(rest.lines().filter(|l| l.contains("NOPASSWD")).count(), usize::from(!cmds.is_empty()));
+        }
+    }
+
+    #[test]
+    fn sudo_command_validation_examples() {
+        for ok in [
+            "/usr/bin/podman",
+            "/usr/bin/rm /usr/share/containers/mounts.conf",
+            "/usr/sbin/iptables-save",
+            "/opt/tool/bin/run-it --flag -x 1.2",
+        ] {
+            assert!(SudoCommand::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "ALL",
+            "podman",
+            "/usr/bin/podman *",
+            "/usr/bin/podman, ALL",
+            "/usr/bin/a  b",
+            "/usr/bin/a ",
+            "/usr/bin/../../bin/sh",
+            "/usr/bin/env X=1",
+            "/usr/bin/a\n/usr/bin/b",
+            "/usr/bin/a\\",
+            "/usr/bin/tee (root)",
+        ] {
+            assert!(SudoCommand::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sudoers_rule_lists_the_commands_for_root_only() {
+        let user = UserName::parse("u-0123456789abcdef0123456789ab").unwrap();
+        assert_eq!(sudoers_rule(&user, &[]), "");
+        let cmds = [
+            SudoCommand::parse("/usr/bin/podman").unwrap(),
+            SudoCommand::parse("/usr/bin/rm /etc/x.conf").unwrap(),
+        ];
+        let rule = sudoers_rule(&user, &cmds);
+        assert!(rule.contains("Defaults:u-0123456789abcdef0123456789ab !requiretty\n"));
+        assert!(rule.ends_with(
+            "u-0123456789abcdef0123456789ab ALL=(root) NOPASSWD: /usr/bin/podman, /usr/bin/rm /etc/x.conf\n"
+        ));
+    }
+
+    #[test]
+    fn authorized_key_drops_the_comment_and_options() {
+        let pair = generate().unwrap();
+        let mut key = pair.public_key().clone();
+        key.set_comment("evil\ncommand=\"sh\"");
+        let line = authorized_keys_line(&key, at(86_400)).unwrap();
+        assert_eq!(
+            line,
+            format!("expiry-time=\"19700102000000Z\" {}", pair.public_key_line())
+        );
+    }
+}
