@@ -46,7 +46,7 @@ pub use keys::{
     AdminKey, KeyError, UserKeyPair, fingerprint, generate, known_hosts_line, parse_host_key,
 };
 pub use report::BuildUser;
-pub use request::{InvalidRequest, InvalidSudoCommand, ProvisionRequest, SudoCommand};
+pub use request::{InvalidRequest, ProvisionRequest};
 pub use script::Privilege;
 pub use session::{CleanedUp, PoolConfig, ProbeReport, Provisioned, SshPool};
 pub use target::HostTarget;

@@ -346,8 +346,8 @@ pub fn shell_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SudoCommand;
     use crate::remote::keys::generate;
-    use crate::remote::request::SudoCommand;
     use proptest::prelude::*;
     use std::process::Command;
     use std::time::{Duration, UNIX_EPOCH};

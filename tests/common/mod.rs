@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use multi_platform_controller::config::SudoCommand;
 use multi_platform_controller::naming::UserName;
 use multi_platform_controller::remote::{
-    AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, SudoCommand,
-    UserKeyPair, generate, parse_host_key,
+    AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, UserKeyPair,
+    generate, parse_host_key,
 };
 use test_hosts::{AdminLogin, TestHost};
 
