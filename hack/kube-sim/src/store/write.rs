@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::rules::{
-    create_defaults, drained, is_crd, is_namespace, key_for, scope_of, set_or_remove, spec_part,
-    validate_meta,
+    create_defaults, drained, is_crd, is_namespace, key_for, normalize_write, scope_of,
+    set_or_remove, spec_part, validate_meta,
 };
 use super::{FOREGROUND_FINALIZER, GcWork, ORPHAN_FINALIZER, ObjKey, State, Store, Stored};
 use crate::error::{ApiError, ApiResult, Reason};
@@ -303,6 +303,7 @@ impl State {
             o.remove("status");
         }
         create_defaults(info, &mut body)?;
+        normalize_write(info, &mut body);
         validate_meta(info, &body)?;
 
         let entries = entries.unwrap_or_else(|| {
@@ -434,6 +435,7 @@ impl State {
                 set_or_remove(m, "spec", cur.get("spec"));
             }
         }
+        normalize_write(info, &mut new);
         validate_meta(info, &new)?;
         if object::is_deleting(cur) {
             let before = object::finalizers(cur);
