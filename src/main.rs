@@ -56,7 +56,12 @@ fn run_doctor(args: &doctor::DoctorArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => ExitCode::from(runtime.block_on(doctor::run(args))),
+        Ok(runtime) => {
+            let code = runtime.block_on(doctor::run(args));
+            // A DNS lookup of a dead host may still hold a blocking thread: do not wait.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            ExitCode::from(code)
+        }
         Err(err) => {
             eprintln!("doctor: cannot start the async runtime: {err}");
             ExitCode::from(doctor::run::EXIT_CANNOT_RUN)
