@@ -13,7 +13,7 @@
 //! - [`table`]: the report as text (pure); JSON is the report serialized;
 //! - [`cluster`], [`probe`]: the Kubernetes and SSH shells;
 //! - [`known_hosts`]: the remembered host keys, read-only;
-//! - [`run`]: the command: observe, decide, print, exit status.
+//! - [`mod@run`]: the command: observe, decide, print, exit status.
 
 pub mod args;
 pub mod cluster;
