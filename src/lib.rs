@@ -8,6 +8,7 @@ pub mod allocation;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod doctor;
 pub mod naming;
 pub mod platform;
 pub mod remote;

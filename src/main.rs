@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use multi_platform_controller::config::report;
+use multi_platform_controller::doctor;
 
 /// Gives Tekton TaskRuns SSH access to build hosts of other CPU architectures.
 #[derive(Debug, Parser)]
@@ -21,6 +22,11 @@ enum Command {
     /// slots and every problem; exit 1 when there is a problem, 3 when the file
     /// cannot be read or is not a ConfigMap.
     CheckConfig(CheckConfigArgs),
+    /// Check every build host with the controller's configuration and credentials:
+    /// reachable, host key, admin login and tools, sshd honouring expiry-time, slots
+    /// used; print a table (or JSON); exit 1 when anything has a problem, 2 when the
+    /// check cannot run.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +43,29 @@ struct CheckConfigArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig(args) => check_config(&args),
+        Command::Doctor(args) => run_doctor(&args),
+    }
+}
+
+fn run_doctor(args: &doctor::DoctorArgs) -> ExitCode {
+    // The report goes to stdout; logs only when RUST_LOG asks for them.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => {
+            let code = runtime.block_on(doctor::run(args));
+            // A DNS lookup of a dead host may still hold a blocking thread: do not wait.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            ExitCode::from(code)
+        }
+        Err(err) => {
+            eprintln!("doctor: cannot start the async runtime: {err}");
+            ExitCode::from(doctor::run::EXIT_CANNOT_RUN)
+        }
     }
 }
 

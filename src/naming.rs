@@ -27,6 +27,9 @@ pub const SECRET_LABEL: &str = "build.appstudio.redhat.com/multi-platform-secret
 pub const CONFIG_LABEL: &str = "build.appstudio.redhat.com/multi-platform-config";
 /// Name of the ConfigMap that describes the host pools.
 pub const HOST_CONFIG_NAME: &str = "host-config";
+/// Name of the ConfigMap (controller namespace) in which `accept-new` remembers host
+/// keys: `data` maps a host's pool name to its OpenSSH public key line.
+pub const KNOWN_HOSTS_CONFIG_NAME: &str = "multi-platform-controller-known-hosts";
 /// Namespace of the controller when `POD_NAMESPACE` is not set.
 pub const DEFAULT_CONTROLLER_NAMESPACE: &str = "multi-platform-controller";
 /// Name of the TaskRun param that carries the requested platform.

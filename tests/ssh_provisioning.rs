@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use multi_platform_controller::remote::{FailureClass, Privilege, RemoteError};
+use multi_platform_controller::remote::{
+    AdminKey, FailureClass, LoginOutcome, Privilege, RemoteError,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issued_key_logs_in_to_a_private_home() {
@@ -156,6 +158,53 @@ async fn sshd_refuses_a_key_past_its_expiry_time() {
         .await
         .unwrap();
     assert_eq!(login(&host, &u, &k).as_deref(), Some(u.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_login_tells_an_accepted_key_from_a_refused_one() {
+    let host = host();
+    let target = root_target(&host);
+    let pool = pool();
+    let (u, k) = (user("try-login"), key());
+    let as_login_key = |pair: &multi_platform_controller::remote::UserKeyPair| {
+        AdminKey::parse(pair.private_key_openssh().as_bytes()).unwrap()
+    };
+    // No such user yet: refused, like any unknown key.
+    assert_eq!(
+        pool.try_login(&target, u.as_str(), &as_login_key(&k)).await,
+        Ok(LoginOutcome::Refused)
+    );
+    let past = SystemTime::now() - Duration::from_secs(120);
+    pool.provision(&target, &request_until(&u, &k, past, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        pool.try_login(&target, u.as_str(), &as_login_key(&k)).await,
+        Ok(LoginOutcome::Refused),
+        "an expired key must be refused"
+    );
+    pool.provision(&target, &request(&u, &k)).await.unwrap();
+    assert_eq!(
+        pool.try_login(&target, u.as_str(), &as_login_key(&k)).await,
+        Ok(LoginOutcome::Accepted)
+    );
+    assert_eq!(
+        pool.try_login(&target, u.as_str(), &as_login_key(&key()))
+            .await,
+        Ok(LoginOutcome::Refused),
+        "another key of the same user must be refused"
+    );
+    assert_eq!(accepted_logins(&host, u.as_str()), 1, "{}", host.sshd_log());
+    // The host key is checked as for the admin: a wrong pin is an error, never a login.
+    let other = common::host();
+    let wrong_pin = target_as(&host, host.root(), pinned(&other));
+    let err = pool
+        .try_login(&wrong_pin, u.as_str(), &as_login_key(&k))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), FailureClass::HostKeyMismatch, "{err}");
+    assert_eq!(accepted_logins(&host, u.as_str()), 1);
+    pool.cleanup(&target, &u).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@
 //! - [`script`]: the fixed remote scripts and exact command lines (pure);
 //! - [`report`]: reading the scripts' answers (pure);
 //! - [`host_key`]: host-key policy and the remembered-key store;
+//! - [`SshPool::try_login`]: a one-off login as any user with any key (checks such as
+//!   "sshd refuses an expired build key");
 //! - [`session`]: the connection pool that runs it all ([`SshPool`]), with private
 //!   modules for making a connection (handshake, host-key check, authentication) and
 //!   running one command on a channel.
@@ -34,6 +36,7 @@ mod connect;
 pub mod error;
 pub mod host_key;
 pub mod keys;
+mod login;
 pub mod report;
 pub mod request;
 pub mod script;
@@ -45,6 +48,7 @@ pub use host_key::{HostKeyPolicy, KnownHosts, KnownHostsError, MemoryKnownHosts}
 pub use keys::{
     AdminKey, KeyError, UserKeyPair, fingerprint, generate, known_hosts_line, parse_host_key,
 };
+pub use login::LoginOutcome;
 pub use report::BuildUser;
 pub use request::{InvalidRequest, ProvisionRequest};
 pub use script::Privilege;
