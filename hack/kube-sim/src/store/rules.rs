@@ -1,6 +1,7 @@
 //! The per-write rules of the API server that are not about storage: keys, scopes,
 //! metadata validation, defaults of built-in kinds, and when a deleting object may go.
 
+use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::{CRD_FINALIZER, NAMESPACE_FINALIZER, ObjKey};
@@ -105,6 +106,32 @@ pub(super) fn validate_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
             object::name(obj),
             &causes,
         ))
+    }
+}
+
+/// What the API server does to every written object of some built-in kinds: a
+/// Secret's write-only `stringData` is merged into `data` (base64, overriding keys of
+/// the same name) and never stored.
+pub(super) fn normalize_write(info: &ResourceInfo, obj: &mut Value) {
+    if (info.group.as_str(), info.plural.as_str()) != ("", "secrets") {
+        return;
+    }
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = o.remove("stringData") else {
+        return;
+    };
+    let data = o.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(d) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            d.insert(key, json!(encoded));
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::rules::{
-    create_defaults, drained, is_crd, is_namespace, key_for, scope_of, set_or_remove, spec_part,
-    validate_meta,
+    create_defaults, drained, is_crd, is_namespace, key_for, normalize_write, scope_of,
+    set_or_remove, spec_part, validate_meta,
 };
 use super::{FOREGROUND_FINALIZER, GcWork, ORPHAN_FINALIZER, ObjKey, State, Store, Stored};
 use crate::error::{ApiError, ApiResult, Reason};
@@ -302,6 +302,7 @@ impl State {
         {
             o.remove("status");
         }
+        normalize_write(info, &mut body);
         create_defaults(info, &mut body)?;
         validate_meta(info, &body)?;
 
@@ -399,6 +400,7 @@ impl State {
         entries: Option<Vec<ManagedEntry>>,
     ) -> ApiResult<Arc<Stored>> {
         let cur = &current.value;
+        normalize_write(info, &mut new);
         if info.status_subresource {
             let mut merged = if status { cur.clone() } else { new.clone() };
             let status_from = if status { &new } else { cur };
