@@ -73,8 +73,9 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), ApiError> {
 }
 
 /// Merge keys of the lists strategic merge patches merge element-wise (the built-in types
-/// kube-sim serves); other lists are replaced.
-fn merge_key(field: &str) -> Option<&'static str> {
+/// kube-sim serves); other lists are replaced. `parent` is the field holding the map the
+/// list is in: `ports` of a container merge by `containerPort`, a Service's by `port`.
+fn merge_key(parent: &str, field: &str) -> Option<&'static str> {
     match field {
         "containers"
         | "initContainers"
@@ -84,11 +85,19 @@ fn merge_key(field: &str) -> Option<&'static str> {
         | "imagePullSecrets"
         | "secrets" => Some("name"),
         "volumeMounts" => Some("mountPath"),
-        "ports" => Some("containerPort"),
+        "ports" if is_container_list(parent) => Some("containerPort"),
+        "ports" => Some("port"),
         "ownerReferences" => Some("uid"),
         "conditions" => Some("type"),
         _ => None,
     }
+}
+
+fn is_container_list(field: &str) -> bool {
+    matches!(
+        field,
+        "containers" | "initContainers" | "ephemeralContainers"
+    )
 }
 
 /// Lists of scalars that strategic merge unions (`patchStrategy: merge`).
@@ -112,10 +121,16 @@ pub fn strategic(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let Value::Object(d) = doc else {
         unreachable!("made an object above")
     };
-    strategic_map(d, p)
+    strategic_map(d, p, "")
 }
 
-fn strategic_map(d: &mut Map<String, Value>, p: &Map<String, Value>) -> Result<(), ApiError> {
+/// Merges patch map `p` into `d`; `parent` is the field name `d` is the value (or a list
+/// element) of, "" at the top.
+fn strategic_map(
+    d: &mut Map<String, Value>,
+    p: &Map<String, Value>,
+    parent: &str,
+) -> Result<(), ApiError> {
     match p.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             let mut clean = p.clone();
@@ -149,10 +164,10 @@ fn strategic_map(d: &mut Map<String, Value>, p: &Map<String, Value>) -> Result<(
             continue;
         }
         match (d.get_mut(k), v) {
-            (Some(Value::Object(dm)), Value::Object(pm)) => strategic_map(dm, pm)?,
+            (Some(Value::Object(dm)), Value::Object(pm)) => strategic_map(dm, pm, k)?,
             (Some(Value::Array(dl)), Value::Array(pl)) => {
-                if let Some(key) = merge_key(k) {
-                    merge_keyed_list(dl, pl, key)?;
+                if let Some(key) = merge_key(parent, k) {
+                    merge_keyed_list(dl, pl, k, key)?;
                 } else if is_primitive_merge_list(k) {
                     for x in pl {
                         if !dl.contains(x) {
@@ -165,7 +180,7 @@ fn strategic_map(d: &mut Map<String, Value>, p: &Map<String, Value>) -> Result<(
             }
             (_, Value::Object(pm)) => {
                 let mut fresh = Map::new();
-                strategic_map(&mut fresh, pm)?;
+                strategic_map(&mut fresh, pm, k)?;
                 d.insert(k.clone(), Value::Object(fresh));
             }
             (_, Value::Array(pl)) => {
@@ -185,7 +200,13 @@ fn strategic_map(d: &mut Map<String, Value>, p: &Map<String, Value>) -> Result<(
     Ok(())
 }
 
-fn merge_keyed_list(dl: &mut Vec<Value>, pl: &[Value], key: &str) -> Result<(), ApiError> {
+/// Merges the elements of list `field` by their `key` value.
+fn merge_keyed_list(
+    dl: &mut Vec<Value>,
+    pl: &[Value],
+    field: &str,
+    key: &str,
+) -> Result<(), ApiError> {
     for item in pl {
         let Some(Value::Object(pm)) = Some(item) else {
             return Err(ApiError::bad_request(format!(
@@ -206,12 +227,12 @@ fn merge_keyed_list(dl: &mut Vec<Value>, pl: &[Value], key: &str) -> Result<(), 
             }
             (_, Some(i)) => {
                 if let Value::Object(existing) = &mut dl[i] {
-                    strategic_map(existing, pm)?;
+                    strategic_map(existing, pm, field)?;
                 }
             }
             (_, None) => {
                 let mut fresh = Map::new();
-                strategic_map(&mut fresh, pm)?;
+                strategic_map(&mut fresh, pm, field)?;
                 dl.push(Value::Object(fresh));
             }
         }
@@ -298,6 +319,40 @@ mod tests {
         assert_eq!(d["metadata"]["finalizers"], json!(["b"]));
         strategic(&mut d, &json!({"spec": {"$patch": "replace", "z": 1}})).unwrap();
         assert_eq!(d["spec"], json!({"z": 1}));
+    }
+
+    #[test]
+    fn ports_merge_by_container_port_in_containers_and_by_port_in_services() {
+        let mut deploy = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "c", "ports": [{"name": "a", "containerPort": 80}]}
+        ]}}}});
+        strategic(
+            &mut deploy,
+            &json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "c", "ports": [{"name": "b", "containerPort": 81}]}
+            ]}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"name": "a", "containerPort": 80}, {"name": "b", "containerPort": 81}])
+        );
+        let mut svc = json!({"spec": {"ports": [
+            {"name": "metrics", "port": 8080, "targetPort": 8080},
+            {"name": "health", "port": 8081}
+        ]}});
+        strategic(
+            &mut svc,
+            &json!({"spec": {"ports": [
+                {"port": 8080, "targetPort": "metrics"},
+                {"port": 8081, "$patch": "delete"}
+            ]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "metrics", "port": 8080, "targetPort": "metrics"}])
+        );
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

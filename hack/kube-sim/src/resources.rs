@@ -256,6 +256,56 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             ..base("coordination.k8s.io", "leases", "lease", "Lease", true)
         },
         ResourceInfo {
+            short_names: strings(&["svc"]),
+            categories: strings(&["all"]),
+            status_subresource: true,
+            printer_columns: vec![
+                col("Type", ".spec.type"),
+                col("Cluster-IP", ".spec.clusterIP"),
+            ],
+            ..base("", "services", "service", "Service", true)
+        },
+        ResourceInfo {
+            short_names: strings(&["deploy"]),
+            categories: strings(&["all"]),
+            status_subresource: true,
+            // The API server counts spec changes of Deployments, as of custom resources.
+            tracks_generation: true,
+            printer_columns: vec![
+                col("Replicas", ".spec.replicas"),
+                col("Available", ".status.availableReplicas"),
+            ],
+            ..base("apps", "deployments", "deployment", "Deployment", true)
+        },
+        base("rbac.authorization.k8s.io", "roles", "role", "Role", true),
+        ResourceInfo {
+            printer_columns: vec![col("Role", ".roleRef.name")],
+            ..base(
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                "rolebinding",
+                "RoleBinding",
+                true,
+            )
+        },
+        base(
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "clusterrole",
+            "ClusterRole",
+            false,
+        ),
+        ResourceInfo {
+            printer_columns: vec![col("Role", ".roleRef.name")],
+            ..base(
+                "rbac.authorization.k8s.io",
+                "clusterrolebindings",
+                "clusterrolebinding",
+                "ClusterRoleBinding",
+                false,
+            )
+        },
+        ResourceInfo {
             short_names: strings(&["crd", "crds"]),
             categories: strings(&["api-extensions"]),
             status_subresource: true,

@@ -1,7 +1,8 @@
 //! The per-write rules of the API server that are not about storage: keys, scopes,
 //! metadata validation, defaults of built-in kinds, and when a deleting object may go.
 
-use base64::Engine;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use super::{CRD_FINALIZER, NAMESPACE_FINALIZER, ObjKey};
@@ -109,32 +110,6 @@ pub(super) fn validate_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
     }
 }
 
-/// What the API server does to every written object of some built-in kinds: a
-/// Secret's write-only `stringData` is merged into `data` (base64, overriding keys of
-/// the same name) and never stored.
-pub(super) fn normalize_write(info: &ResourceInfo, obj: &mut Value) {
-    if (info.group.as_str(), info.plural.as_str()) != ("", "secrets") {
-        return;
-    }
-    let Some(o) = obj.as_object_mut() else {
-        return;
-    };
-    let Some(Value::Object(strings)) = o.remove("stringData") else {
-        return;
-    };
-    let data = o.entry("data").or_insert_with(|| json!({}));
-    if !data.is_object() {
-        *data = json!({});
-    }
-    if let Some(d) = data.as_object_mut() {
-        for (key, value) in strings {
-            let text = value.as_str().unwrap_or_default();
-            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-            d.insert(key, json!(encoded));
-        }
-    }
-}
-
 /// Defaults the API server adds when objects of some built-in kinds are created.
 pub(super) fn create_defaults(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
     let name = object::name(obj).to_string();
@@ -159,6 +134,20 @@ pub(super) fn create_defaults(info: &ResourceInfo, obj: &mut Value) -> ApiResult
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending"});
         }
+        ("", "services") => {
+            let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+                return Ok(());
+            };
+            spec.entry("type").or_insert_with(|| json!("ClusterIP"));
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    port.entry("protocol").or_insert_with(|| json!("TCP"));
+                    if let Some(number) = port.get("port").cloned() {
+                        port.entry("targetPort").or_insert(number);
+                    }
+                }
+            }
+        }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crate::resources::rows_from_crd(obj)
                 .map_err(|causes| crate::resources::invalid_crd(&name, &causes))?;
@@ -174,6 +163,34 @@ pub(super) fn create_defaults(info: &ResourceInfo, obj: &mut Value) -> ApiResult
         _ => {}
     }
     Ok(())
+}
+
+/// What the API server does to every write of some built-in kinds: a Secret's write-only
+/// `stringData` is folded into `data` (base64; it wins over `data` for the same key) and
+/// never stored.
+pub(super) fn normalize_write(info: &ResourceInfo, obj: &mut Value) {
+    if !(info.group.is_empty() && info.plural == "secrets") {
+        return;
+    }
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = o.remove("stringData") else {
+        return;
+    };
+    let data = o.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            data.insert(k, json!(BASE64.encode(text)));
+        }
+    }
 }
 
 /// The status the API server reports for an accepted, established CRD.

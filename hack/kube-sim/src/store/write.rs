@@ -302,8 +302,8 @@ impl State {
         {
             o.remove("status");
         }
-        normalize_write(info, &mut body);
         create_defaults(info, &mut body)?;
+        normalize_write(info, &mut body);
         validate_meta(info, &body)?;
 
         let entries = entries.unwrap_or_else(|| {
@@ -400,7 +400,6 @@ impl State {
         entries: Option<Vec<ManagedEntry>>,
     ) -> ApiResult<Arc<Stored>> {
         let cur = &current.value;
-        normalize_write(info, &mut new);
         if info.status_subresource {
             let mut merged = if status { cur.clone() } else { new.clone() };
             let status_from = if status { &new } else { cur };
@@ -436,6 +435,7 @@ impl State {
                 set_or_remove(m, "spec", cur.get("spec"));
             }
         }
+        normalize_write(info, &mut new);
         validate_meta(info, &new)?;
         if object::is_deleting(cur) {
             let before = object::finalizers(cur);
