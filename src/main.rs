@@ -69,6 +69,10 @@ struct RunArgs {
     /// Seconds between reaper passes that remove build users no TaskRun owns.
     #[arg(long, default_value_t = 300)]
     reap_interval: u64,
+    /// Seconds a build user must exist before a periodic reaper pass may remove it
+    /// (spares `doctor`'s throwaway user and work in flight).
+    #[arg(long, default_value_t = 600)]
+    reap_min_age: u64,
     /// Seconds a new TaskRun waits for a missing host-config before it fails.
     #[arg(long, default_value_t = 60)]
     config_grace: u64,
@@ -123,6 +127,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let mut settings = RunSettings::new(&args.namespace);
     settings.instance = identity.clone();
     settings.reap_interval = Duration::from_secs(args.reap_interval.max(1));
+    settings.reap_min_age = Duration::from_secs(args.reap_min_age);
     settings.core.config_grace = Duration::from_secs(args.config_grace);
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     if args.leader_elect {

@@ -36,12 +36,12 @@ pub struct Directory {
 /// News from probe and reaper tasks for the runner.
 #[derive(Debug)]
 pub enum HostNews {
-    /// A probe reached the host; these `u-*` users exist on it.
+    /// A probe (or a reaper pass) reached the host; these `u-*` users exist on it.
     Reachable {
         /// The host.
         host: HostName,
-        /// Its build users.
-        users: Vec<UserName>,
+        /// Its build users with their age, when the host could tell.
+        users: Vec<(UserName, Option<Duration>)>,
     },
     /// A reaper pass ended.
     Reaped {
@@ -119,7 +119,7 @@ impl HostCare {
         }
     }
 
-    async fn reach(&self, host: &HostName) -> Result<Vec<UserName>, String> {
+    async fn reach(&self, host: &HostName) -> Result<Vec<(UserName, Option<Duration>)>, String> {
         let target = self.target_of(host)?;
         self.ssh
             .probe(&target)
@@ -130,7 +130,7 @@ impl HostCare {
             .list_users(&target)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(users.into_iter().map(|u| u.name).collect())
+        Ok(users.into_iter().map(|u| (u.name, u.age)).collect())
     }
 
     /// Lists the users of a healthy host for a periodic reaper pass.

@@ -33,7 +33,7 @@ use crate::allocation::TaskRunKey;
 use crate::cluster::io::ClusterWriter;
 use crate::config::{self, HostName, Severity};
 use crate::metrics::Metrics;
-use crate::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, SECRET_LABEL};
+use crate::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, SECRET_LABEL, UserName};
 use crate::remote::{self, KnownHosts, SshPool};
 use crate::server::Health;
 use crate::taskrun::TaskRun;
@@ -51,6 +51,9 @@ pub struct RunSettings {
     pub ssh: remote::PoolConfig,
     /// Time between reaper passes over healthy hosts.
     pub reap_interval: Duration,
+    /// Periodic passes leave users younger than this alone (doctor's throwaway user,
+    /// work in flight); a probe before a host returns to service reaps regardless.
+    pub reap_min_age: Duration,
     /// How long a shutdown waits for operations in flight.
     pub shutdown_grace: Duration,
     /// Most Kubernetes/SSH operations carried out at once.
@@ -73,6 +76,7 @@ impl RunSettings {
             },
             ssh: remote::PoolConfig::default(),
             reap_interval: Duration::from_secs(300),
+            reap_min_age: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(25),
             max_parallel_operations: 64,
             instance: "multi-platform-controller".to_owned(),
@@ -469,7 +473,14 @@ impl Runner {
         match news {
             HostNews::Reachable { host, users } => {
                 let after_probe = self.probes.remove(&host).is_some();
-                let doomed = core.reapable(&host, &users);
+                let min_age = self.settings.reap_min_age;
+                let candidates: Vec<UserName> = users
+                    .iter()
+                    .filter(|(_, age)| after_probe || age.is_some_and(|a| a >= min_age))
+                    .map(|(u, _)| u.clone())
+                    .collect();
+                let doomed = core.reapable(&host, &candidates);
+                let users: Vec<UserName> = users.into_iter().map(|(u, _)| u).collect();
                 self.reaping.insert(host.clone());
                 self.side_jobs
                     .spawn(self.care.clone().reap(host, users, doomed, after_probe));
