@@ -3,10 +3,18 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use multi_platform_controller::config::report;
+use multi_platform_controller::controller::leader::LeaderElection;
+use multi_platform_controller::controller::{RunSettings, run};
 use multi_platform_controller::doctor;
+use multi_platform_controller::logging::{self, LogFormat};
+use multi_platform_controller::metrics::Metrics;
+use multi_platform_controller::naming::DEFAULT_CONTROLLER_NAMESPACE;
+use multi_platform_controller::server::{self, Health};
 
 /// Gives Tekton TaskRuns SSH access to build hosts of other CPU architectures.
 #[derive(Debug, Parser)]
@@ -18,6 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller: watch TaskRuns in all namespaces and give each a build
+    /// host of its PLATFORM (kubeconfig from KUBECONFIG/~/.kube/config, else in-cluster).
+    Run(RunArgs),
     /// Validate a host-config ConfigMap manifest: print, per platform, its hosts,
     /// slots and every problem; exit 1 when there is a problem, 3 when the file
     /// cannot be read or is not a ConfigMap.
@@ -40,8 +51,45 @@ struct CheckConfigArgs {
     allow_unsupported: bool,
 }
 
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Where /metrics is served (`:PORT` listens on all interfaces).
+    #[arg(long, default_value = ":8080")]
+    metrics_bind_address: String,
+    /// Where /healthz and /readyz are served.
+    #[arg(long, default_value = ":8081")]
+    health_probe_bind_address: String,
+    /// Take part in leader election (Lease multi-platform-controller-leader), so that
+    /// several replicas can run and only one allocates.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// The controller's namespace: host-config, admin-key Secrets, Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = DEFAULT_CONTROLLER_NAMESPACE)]
+    namespace: String,
+    /// This instance's name in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds between reaper passes that remove build users no TaskRun owns.
+    #[arg(long, default_value_t = 300)]
+    reap_interval: u64,
+    /// Seconds a build user must exist before a periodic reaper pass may remove it
+    /// (spares `doctor`'s throwaway user and work in flight).
+    #[arg(long, default_value_t = 600)]
+    reap_min_age: u64,
+    /// Seconds a new TaskRun waits for a missing host-config before it fails.
+    #[arg(long, default_value_t = 60)]
+    config_grace: u64,
+    /// Seconds a shutdown (SIGTERM) waits for operations in flight.
+    #[arg(long, default_value_t = 25)]
+    shutdown_grace: u64,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run(args) => run_controller(args),
         Command::CheckConfig(args) => check_config(&args),
         Command::Doctor(args) => run_doctor(&args),
     }
@@ -67,6 +115,101 @@ fn run_doctor(args: &doctor::DoctorArgs) -> ExitCode {
             ExitCode::from(doctor::run::EXIT_CANNOT_RUN)
         }
     }
+}
+
+fn run_controller(args: RunArgs) -> ExitCode {
+    logging::init(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "controller stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: RunArgs) -> Result<(), String> {
+    let metrics_addr = server::parse_bind_address(&args.metrics_bind_address)?;
+    let health_addr = server::parse_bind_address(&args.health_probe_bind_address)?;
+    let metrics_listener = server::bind(metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {metrics_addr} for metrics: {e}"))?;
+    let health_listener = server::bind(health_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {health_addr} for health probes: {e}"))?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot reach the Kubernetes API (set KUBECONFIG, or run in a cluster): {e}")
+    })?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let health = Arc::new(Health::default());
+    let identity = args.identity.clone().unwrap_or_else(hostname);
+    let mut settings = RunSettings::new(&args.namespace);
+    settings.instance = identity.clone();
+    settings.reap_interval = Duration::from_secs(args.reap_interval.max(1));
+    settings.reap_min_age = Duration::from_secs(args.reap_min_age);
+    settings.core.config_grace = Duration::from_secs(args.config_grace);
+    settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    if args.leader_elect {
+        settings.leader_election = Some(LeaderElection::new(identity));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = tokio::spawn(server::serve(
+        metrics_listener,
+        health_listener,
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(namespace = %args.namespace, %metrics_addr, %health_addr,
+                   leader_elect = args.leader_elect, "starting");
+    let result = run(client, settings, metrics, health, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = http.await;
+    tracing::info!("stopped");
+    result.map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "multi-platform-controller".to_owned())
 }
 
 fn check_config(args: &CheckConfigArgs) -> ExitCode {

@@ -1,7 +1,8 @@
 //! The Kubernetes side of the controller: what it writes to the API server.
 //!
 //! `patches` and `secrets` build the objects as plain data (tested without a cluster);
-//! the I/O that sends them lives next to the controller loop.
+//! `io` sends them.
 
+pub mod io;
 pub mod patches;
 pub mod secrets;

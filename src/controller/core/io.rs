@@ -134,6 +134,8 @@ pub struct ReleaseOrder {
     pub host: Option<Host>,
     /// The user to remove from it.
     pub user: UserName,
+    /// How to verify the host's key.
+    pub host_key_checking: HostKeyChecking,
 }
 
 /// See [`Command::Event`].

@@ -266,6 +266,24 @@ impl Core {
             .collect()
     }
 
+    /// The host-key checking of the current host-config (default when it is missing).
+    pub fn host_key_checking(&self) -> crate::config::HostKeyChecking {
+        self.config
+            .as_ref()
+            .map(|c| c.settings.host_key_checking)
+            .unwrap_or_default()
+    }
+
+    /// The last known definition of a host.
+    pub fn host(&self, name: &HostName) -> Option<&Host> {
+        self.hosts.get(name)
+    }
+
+    /// Whether the ledger counts the host as healthy.
+    pub fn is_healthy(&self, name: &HostName) -> bool {
+        self.ledger.hosts().any(|u| &u.host == name && u.healthy)
+    }
+
     /// The hosts worth probing and reaping: every host the core knows of.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> + '_ {
         self.hosts.values()
@@ -1091,6 +1109,7 @@ impl Core {
             key: key.clone(),
             host: host.and_then(|h| self.hosts.get(&h).cloned()),
             user: UserName::for_taskrun(&key.name, &key.namespace),
+            host_key_checking: self.host_key_checking(),
         };
         self.issue(key, Op::Release, Command::Release(order));
     }

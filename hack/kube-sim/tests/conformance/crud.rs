@@ -280,3 +280,44 @@ async fn default_namespaces_exist() {
     );
     env.cleanup().await.unwrap();
 }
+
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data_and_not_stored() {
+    use std::collections::BTreeMap;
+    let env = env("crud-stringdata").await;
+    let api = env.api::<Secret>();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "s"},
+        "data": {"a": "YWFh", "b": "YmJi"},
+        "stringData": {"b": "override", "c": "plain"},
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &secret).await.unwrap();
+    let text = |s: &Secret| -> BTreeMap<String, String> {
+        s.data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect()
+    };
+    let expected = BTreeMap::from([
+        ("a".to_owned(), "aaa".to_owned()),
+        ("b".to_owned(), "override".to_owned()),
+        ("c".to_owned(), "plain".to_owned()),
+    ]);
+    assert_eq!(text(&created), expected);
+    let got = api.get("s").await.unwrap();
+    assert_eq!(text(&got), expected);
+    assert!(got.string_data.is_none(), "stringData is write-only");
+    // Also on update.
+    let mut changed = got.clone();
+    changed.string_data = Some(BTreeMap::from([("a".to_owned(), "new".to_owned())]));
+    let updated = api
+        .replace("s", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_eq!(text(&updated)["a"], "new");
+    assert!(updated.string_data.is_none());
+    env.cleanup().await.unwrap();
+}

@@ -1,0 +1,193 @@
+//! Host health and leftovers: probing hosts the core took down (or has not used yet)
+//! until they answer, and reaping build users no TaskRun owns.
+//!
+//! A probe that reaches a host lists its `u-*` users and hands them to the runner,
+//! which asks the core which ones to reap; the reaper removes them and reports what
+//! remains. Only then is the host reported healthy, so leftovers never share a host
+//! with new builds beyond its slots.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::executor::failure_kind;
+use super::targets::{AdminKeys, target};
+use crate::config::{Host, HostKeyChecking, HostName};
+use crate::metrics::Metrics;
+use crate::naming::UserName;
+use crate::remote::{KnownHosts, SshPool};
+
+/// First and longest wait between probes of a host that does not answer.
+const PROBE_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// The host definitions the tasks use, republished on every configuration change so a
+/// retrying probe picks up an admin's fix.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    /// Every host the controller knows (removed ones keep their last definition).
+    pub hosts: BTreeMap<HostName, Host>,
+    /// Current host-key checking.
+    pub checking: HostKeyChecking,
+}
+
+/// News from probe and reaper tasks for the runner.
+#[derive(Debug)]
+pub enum HostNews {
+    /// A probe (or a reaper pass) reached the host; these `u-*` users exist on it.
+    Reachable {
+        /// The host.
+        host: HostName,
+        /// Its build users with their age, when the host could tell.
+        users: Vec<(UserName, Option<Duration>)>,
+    },
+    /// A reaper pass ended.
+    Reaped {
+        /// The host.
+        host: HostName,
+        /// Users left on the host afterwards.
+        remaining: Vec<UserName>,
+        /// Users removed.
+        removed: usize,
+        /// Whether every user it was asked to remove is gone.
+        complete: bool,
+        /// Whether this pass follows a probe (then the host may be reported up).
+        after_probe: bool,
+    },
+}
+
+/// What probe and reaper tasks share.
+#[derive(Clone)]
+pub struct HostCare {
+    /// SSH connections.
+    pub ssh: SshPool,
+    /// Admin keys.
+    pub admin_keys: AdminKeys,
+    /// Remembered host keys.
+    pub known_hosts: Arc<dyn KnownHosts>,
+    /// Current host definitions.
+    pub directory: watch::Receiver<Arc<Directory>>,
+    /// Where news goes.
+    pub news: mpsc::Sender<HostNews>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl HostCare {
+    fn target_of(&self, host: &HostName) -> Result<crate::remote::HostTarget, String> {
+        let directory = self.directory.borrow().clone();
+        let definition = directory
+            .hosts
+            .get(host)
+            .ok_or_else(|| format!("host {host} is not in host-config"))?;
+        target(
+            definition,
+            directory.checking,
+            &self.admin_keys,
+            &self.known_hosts,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Probes `host` until it answers (backing off up to a minute), then sends its
+    /// users. Runs until it succeeds or is aborted.
+    pub async fn probe_until_up(self, host: HostName) {
+        let mut delay = PROBE_BACKOFF.0;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.reach(&host).await {
+                Ok(users) => {
+                    if attempt > 1 {
+                        info!(%host, attempts = attempt, "host answers again");
+                    }
+                    let _ = self.news.send(HostNews::Reachable { host, users }).await;
+                    return;
+                }
+                Err(why) => {
+                    if attempt == 1 {
+                        warn!(%host, error = %why, "host cannot be used yet; probing again with backoff");
+                    } else {
+                        debug!(%host, attempt, error = %why, "host still does not answer");
+                    }
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(PROBE_BACKOFF.1);
+        }
+    }
+
+    async fn reach(&self, host: &HostName) -> Result<Vec<(UserName, Option<Duration>)>, String> {
+        let target = self.target_of(host)?;
+        self.ssh
+            .probe(&target)
+            .await
+            .map_err(|e| format!("{e} ({:?})", failure_kind(&e)))?;
+        let users = self
+            .ssh
+            .list_users(&target)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(users.into_iter().map(|u| (u.name, u.age)).collect())
+    }
+
+    /// Lists the users of a healthy host for a periodic reaper pass.
+    pub async fn list(self, host: HostName) {
+        match self.reach(&host).await {
+            Ok(users) => {
+                let _ = self.news.send(HostNews::Reachable { host, users }).await;
+            }
+            Err(why) => debug!(%host, error = %why, "reaper could not list users; next pass"),
+        }
+    }
+
+    /// Removes `doomed` from `host`, then reports what remains.
+    pub async fn reap(
+        self,
+        host: HostName,
+        listed: Vec<UserName>,
+        doomed: Vec<UserName>,
+        after_probe: bool,
+    ) {
+        let mut remaining = listed;
+        let mut removed = 0;
+        let mut complete = true;
+        match self.target_of(&host) {
+            Ok(target) => {
+                for user in &doomed {
+                    match self.ssh.cleanup(&target, user).await {
+                        Ok(_) => {
+                            removed += 1;
+                            remaining.retain(|u| u != user);
+                            info!(%host, %user, "reaped a build user no TaskRun owns");
+                        }
+                        Err(e) => {
+                            complete = false;
+                            self.metrics.host_cleanup_failed(host.as_str());
+                            warn!(%host, %user, error = %e, "reaping a build user failed");
+                        }
+                    }
+                }
+            }
+            Err(why) => {
+                complete = doomed.is_empty();
+                warn!(%host, error = %why, "cannot reach the host to reap");
+            }
+        }
+        if removed > 0 {
+            self.metrics.reaped(host.as_str(), removed);
+        }
+        let _ = self
+            .news
+            .send(HostNews::Reaped {
+                host,
+                remaining,
+                removed,
+                complete,
+                after_probe,
+            })
+            .await;
+    }
+}

@@ -1,0 +1,427 @@
+//! Prometheus metrics, named as the Go controller names them so dashboards keep working.
+//!
+//! The Go controller registers `multi_platform_controller_*` histograms, counters and
+//! gauges with a `platform` label, in the classic text format (counters without a
+//! `_total` suffix); this module reproduces those names, help texts and buckets and adds
+//! per-host gauges. What is counted is decided by the controller core
+//! ([`crate::controller::core::Metric`]), so a success is never counted on a failure and
+//! nothing twice; gauges are set from [`Gauges`] snapshots, so they drop back to zero.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::controller::core::{Gauges, Metric};
+
+const SUBSYSTEM: &str = "multi_platform_controller";
+/// Buckets of the allocation and wait histograms (the Go controller's `smallBuckets`).
+const SMALL_BUCKETS: [f64; 14] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+];
+/// Buckets of the task-run-time histogram (the Go controller's `bigBuckets`).
+const BIG_BUCKETS: [f64; 14] = [
+    20.0, 40.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1200.0, 2400.0, 4800.0, 6000.0, 7200.0, 8400.0,
+    9600.0,
+];
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    registry: Registry,
+    allocation_time: HistogramVec,
+    wait_time: HistogramVec,
+    task_run_time: HistogramVec,
+    provisioning_successes: IntCounterVec,
+    provisioning_failures: IntCounterVec,
+    cleanup_failures: IntCounterVec,
+    host_allocation_failures: IntCounterVec,
+    pool_size: IntGaugeVec,
+    running_tasks: IntGaugeVec,
+    waiting_tasks: IntGaugeVec,
+    slots_used: IntGaugeVec,
+    slots_total: IntGaugeVec,
+    host_up: GaugeVec,
+    reaped_users: IntCounterVec,
+    host_cleanup_failures: IntCounterVec,
+    /// Label sets set by the last gauge snapshot, to reset those that disappear.
+    last_gauges: Mutex<GaugeLabels>,
+}
+
+/// The platforms and (host, platform) pairs a gauge snapshot set.
+#[derive(Default)]
+struct GaugeLabels {
+    platforms: BTreeSet<String>,
+    hosts: BTreeSet<(String, String)>,
+}
+
+/// A metric could not be registered (a programming error: names are fixed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).subsystem(SUBSYSTEM)
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Result<HistogramVec, MetricsError> {
+    let opts = HistogramOpts::new(name, help)
+        .subsystem(SUBSYSTEM)
+        .buckets(buckets.to_vec());
+    Ok(HistogramVec::new(opts, &["platform"])?)
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, MetricsError> {
+        let per_platform = &["platform"];
+        let per_host = &["host", "platform"];
+        let metrics = Metrics {
+            registry: Registry::new(),
+            allocation_time: histogram(
+                "host_allocation_time",
+                "The time in seconds it takes to allocate a host, excluding wait time",
+                &SMALL_BUCKETS,
+            )?,
+            wait_time: histogram(
+                "wait_time",
+                "The time in seconds a task has spent waiting for a host to become available, \
+                 excluding the host allocation time",
+                &SMALL_BUCKETS,
+            )?,
+            task_run_time: histogram(
+                "task_run_time",
+                "The total time taken by a task, including wait and allocation time",
+                &BIG_BUCKETS,
+            )?,
+            provisioning_successes: IntCounterVec::new(
+                opts(
+                    "provisioning_successes",
+                    "The number of times a build user was provisioned and its Secret written",
+                ),
+                per_platform,
+            )?,
+            provisioning_failures: IntCounterVec::new(
+                opts(
+                    "provisioning_failures",
+                    "The number of times provisioning a build user on a host has failed",
+                ),
+                per_platform,
+            )?,
+            cleanup_failures: IntCounterVec::new(
+                opts(
+                    "cleanup_failures",
+                    "The number of times cleaning a host after a task has failed",
+                ),
+                per_platform,
+            )?,
+            host_allocation_failures: IntCounterVec::new(
+                opts(
+                    "host_allocation_failures",
+                    "The number of times host allocation has failed (an error Secret was written)",
+                ),
+                per_platform,
+            )?,
+            pool_size: IntGaugeVec::new(
+                opts(
+                    "platform_pool_size",
+                    "The number of slots of the platform's active hosts",
+                ),
+                per_platform,
+            )?,
+            running_tasks: IntGaugeVec::new(
+                opts(
+                    "running_tasks",
+                    "The number of currently running tasks on this platform",
+                ),
+                per_platform,
+            )?,
+            waiting_tasks: IntGaugeVec::new(
+                opts(
+                    "waiting_tasks",
+                    "The number of tasks waiting for an executor to be available to run",
+                ),
+                per_platform,
+            )?,
+            slots_used: IntGaugeVec::new(
+                opts("slots_used", "Slots of the host taken by TaskRuns"),
+                per_host,
+            )?,
+            slots_total: IntGaugeVec::new(
+                opts(
+                    "slots_total",
+                    "Slots of the host (its concurrency; 0 once removed)",
+                ),
+                per_host,
+            )?,
+            host_up: GaugeVec::new(
+                opts(
+                    "host_up",
+                    "1 when the host answered its last probe or operation, else 0",
+                ),
+                per_host,
+            )?,
+            reaped_users: IntCounterVec::new(
+                opts(
+                    "reaped_users",
+                    "Build users removed by the reaper because no TaskRun owned them",
+                ),
+                &["host"],
+            )?,
+            host_cleanup_failures: IntCounterVec::new(
+                opts(
+                    "host_cleanup_failures",
+                    "Failed attempts to remove a build user from the host",
+                ),
+                &["host"],
+            )?,
+            last_gauges: Mutex::new(Default::default()),
+        };
+        metrics.register_all()?;
+        Ok(metrics)
+    }
+
+    fn register_all(&self) -> Result<(), MetricsError> {
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+            Box::new(self.allocation_time.clone()),
+            Box::new(self.wait_time.clone()),
+            Box::new(self.task_run_time.clone()),
+            Box::new(self.provisioning_successes.clone()),
+            Box::new(self.provisioning_failures.clone()),
+            Box::new(self.cleanup_failures.clone()),
+            Box::new(self.host_allocation_failures.clone()),
+            Box::new(self.pool_size.clone()),
+            Box::new(self.running_tasks.clone()),
+            Box::new(self.waiting_tasks.clone()),
+            Box::new(self.slots_used.clone()),
+            Box::new(self.slots_total.clone()),
+            Box::new(self.host_up.clone()),
+            Box::new(self.reaped_users.clone()),
+            Box::new(self.host_cleanup_failures.clone()),
+        ];
+        for collector in collectors {
+            self.registry.register(collector)?;
+        }
+        Ok(())
+    }
+
+    /// Records one measurement decided by the core.
+    pub fn record(&self, metric: &Metric) {
+        match metric {
+            Metric::ProvisioningSuccess { platform } => self
+                .provisioning_successes
+                .with_label_values(&[platform.as_str()])
+                .inc(),
+            Metric::ProvisioningFailure { platform } => self
+                .provisioning_failures
+                .with_label_values(&[platform.as_str()])
+                .inc(),
+            Metric::CleanupFailure { platform } => self
+                .cleanup_failures
+                .with_label_values(&[platform.as_str()])
+                .inc(),
+            Metric::AllocationFailure { platform } => self
+                .host_allocation_failures
+                .with_label_values(&[platform.as_str()])
+                .inc(),
+            Metric::AllocationTime { platform, seconds } => self
+                .allocation_time
+                .with_label_values(&[platform.as_str()])
+                .observe(*seconds),
+            Metric::WaitTime { platform, seconds } => self
+                .wait_time
+                .with_label_values(&[platform.as_str()])
+                .observe(*seconds),
+            Metric::TaskRunTime { platform, seconds } => self
+                .task_run_time
+                .with_label_values(&[platform.as_str()])
+                .observe(*seconds),
+        }
+    }
+
+    /// Counts users the reaper removed from `host`.
+    pub fn reaped(&self, host: &str, users: usize) {
+        self.reaped_users
+            .with_label_values(&[host])
+            .inc_by(users as u64);
+    }
+
+    /// Counts a failed attempt to remove a user from `host` (release or reaper).
+    pub fn host_cleanup_failed(&self, host: &str) {
+        self.host_cleanup_failures.with_label_values(&[host]).inc();
+    }
+
+    /// Sets every gauge from a snapshot; label sets absent from it are reset to zero, so
+    /// a platform or host that went away does not keep reporting its last value.
+    pub fn set_gauges(&self, gauges: &Gauges) {
+        let mut last = self
+            .last_gauges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let GaugeLabels { platforms, hosts } = &mut *last;
+        for platform in platforms.iter() {
+            if !gauges.platforms.contains_key(platform) {
+                for gauge in [&self.pool_size, &self.running_tasks, &self.waiting_tasks] {
+                    gauge.with_label_values(&[platform.as_str()]).set(0);
+                }
+            }
+        }
+        for (host, platform) in hosts.iter() {
+            if gauges
+                .hosts
+                .get(host)
+                .is_none_or(|g| &g.platform != platform)
+            {
+                let labels = [host.as_str(), platform.as_str()];
+                self.slots_used.with_label_values(&labels).set(0);
+                self.slots_total.with_label_values(&labels).set(0);
+                self.host_up.with_label_values(&labels).set(0.0);
+            }
+        }
+        platforms.clear();
+        hosts.clear();
+        for (platform, gauge) in &gauges.platforms {
+            let labels = [platform.as_str()];
+            self.pool_size
+                .with_label_values(&labels)
+                .set(gauge.pool_size as i64);
+            self.running_tasks
+                .with_label_values(&labels)
+                .set(gauge.running as i64);
+            self.waiting_tasks
+                .with_label_values(&labels)
+                .set(gauge.waiting as i64);
+            platforms.insert(platform.clone());
+        }
+        for (host, gauge) in &gauges.hosts {
+            let labels = [host.as_str(), gauge.platform.as_str()];
+            self.slots_used
+                .with_label_values(&labels)
+                .set(gauge.used as i64);
+            self.slots_total
+                .with_label_values(&labels)
+                .set(gauge.total as i64);
+            self.host_up
+                .with_label_values(&labels)
+                .set(if gauge.up { 1.0 } else { 0.0 });
+            hosts.insert((host.clone(), gauge.platform.clone()));
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::core::{HostGauge, PlatformGauge};
+    use crate::platform::Platform;
+
+    fn arm() -> Platform {
+        Platform::parse("linux/arm64").unwrap()
+    }
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn names_match_the_go_controller_without_a_total_suffix() {
+        let m = Metrics::new().unwrap();
+        m.record(&Metric::ProvisioningSuccess { platform: arm() });
+        m.record(&Metric::ProvisioningFailure { platform: arm() });
+        m.record(&Metric::CleanupFailure { platform: arm() });
+        m.record(&Metric::AllocationFailure {
+            platform: "linux/arm64".into(),
+        });
+        m.record(&Metric::WaitTime {
+            platform: arm(),
+            seconds: 2.5,
+        });
+        m.record(&Metric::TaskRunTime {
+            platform: arm(),
+            seconds: 50.0,
+        });
+        let text = m.encode();
+        for name in [
+            "multi_platform_controller_provisioning_successes{platform=\"linux/arm64\"} 1",
+            "multi_platform_controller_provisioning_failures{platform=\"linux/arm64\"} 1",
+            "multi_platform_controller_cleanup_failures{platform=\"linux/arm64\"} 1",
+            "multi_platform_controller_host_allocation_failures{platform=\"linux/arm64\"} 1",
+            "multi_platform_controller_wait_time_bucket{platform=\"linux/arm64\",le=\"3\"} 1",
+            "multi_platform_controller_wait_time_count{platform=\"linux/arm64\"} 1",
+        ] {
+            assert!(text.contains(name), "missing {name} in:\n{text}");
+        }
+        assert!(!text.contains("_total"), "{text}");
+        assert!(
+            line(
+                &text,
+                "# TYPE multi_platform_controller_task_run_time histogram"
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn gauges_follow_snapshots_and_drop_to_zero() {
+        let m = Metrics::new().unwrap();
+        let mut g = Gauges::default();
+        g.platforms.insert(
+            "linux/arm64".into(),
+            PlatformGauge {
+                running: 3,
+                waiting: 7,
+                pool_size: 4,
+            },
+        );
+        g.hosts.insert(
+            "a1".into(),
+            HostGauge {
+                platform: "linux/arm64".into(),
+                used: 3,
+                total: 4,
+                up: true,
+            },
+        );
+        m.set_gauges(&g);
+        let text = m.encode();
+        assert!(
+            text.contains("multi_platform_controller_waiting_tasks{platform=\"linux/arm64\"} 7")
+        );
+        assert!(text.contains(
+            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/arm64\"} 3"
+        ));
+        assert!(
+            text.contains(
+                "multi_platform_controller_host_up{host=\"a1\",platform=\"linux/arm64\"} 1"
+            )
+        );
+        m.set_gauges(&Gauges::default());
+        let text = m.encode();
+        assert!(
+            text.contains("multi_platform_controller_waiting_tasks{platform=\"linux/arm64\"} 0")
+        );
+        assert!(text.contains(
+            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/arm64\"} 0"
+        ));
+    }
+
+    #[test]
+    fn reaper_and_host_cleanup_counters() {
+        let m = Metrics::new().unwrap();
+        m.reaped("a1", 2);
+        m.host_cleanup_failed("a1");
+        let text = m.encode();
+        assert!(text.contains("multi_platform_controller_reaped_users{host=\"a1\"} 2"));
+        assert!(text.contains("multi_platform_controller_host_cleanup_failures{host=\"a1\"} 1"));
+    }
+}

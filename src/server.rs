@@ -1,0 +1,162 @@
+//! The operations HTTP endpoints: `/metrics`, `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// How long the controller loop may stay silent before `/healthz` says it is stuck.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Liveness and readiness, as the controller loop reports them.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    heartbeat_ms: AtomicI64,
+}
+
+impl Health {
+    /// The loop is alive: call it on every turn (and at least once a minute).
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Caches are synced (as leader or standby) — or no longer, when shutting down.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` succeeds.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Whether `/healthz` succeeds: the loop turned within the stall limit.
+    pub fn is_alive(&self) -> bool {
+        let last = self.heartbeat_ms.load(Ordering::Relaxed);
+        last == 0 || now_ms() - last < STALL_LIMIT.as_millis() as i64
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Binds `addr`, failing early (before the controller starts) when it is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `/metrics` on `metrics_listener` and `/healthz`, `/readyz` on
+/// `health_listener` until `shutdown` resolves.
+pub async fn serve(
+    metrics_listener: TcpListener,
+    health_listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics_app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics);
+    let health_app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let a = axum::serve(metrics_listener, metrics_app)
+        .with_graceful_shutdown(stop(stop_rx.clone()))
+        .into_future();
+    let b = axum::serve(health_listener, health_app)
+        .with_graceful_shutdown(stop(stop_rx))
+        .into_future();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let (a, b) = tokio::join!(a, b);
+    a.and(b)
+}
+
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}
+
+async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if health.is_alive() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "controller loop stalled")
+    }
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if health.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    }
+}
+
+/// Parses `:8080` (all interfaces) or a full `host:port` address.
+pub fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
+    let full = if value.starts_with(':') {
+        format!("0.0.0.0{value}")
+    } else {
+        value.to_owned()
+    };
+    full.parse().map_err(|_| {
+        format!("invalid bind address {value:?}: expected `:PORT` or `IP:PORT`, e.g. `:8080`")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_accept_the_go_style_port_only_form() {
+        assert_eq!(
+            parse_bind_address(":8080").unwrap(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_bind_address("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert!(parse_bind_address("8080").unwrap_err().contains(":PORT"));
+    }
+
+    #[test]
+    fn health_starts_alive_and_not_ready() {
+        let h = Health::default();
+        assert!(h.is_alive());
+        assert!(!h.is_ready());
+        h.beat();
+        h.set_ready(true);
+        assert!(h.is_alive() && h.is_ready());
+        h.heartbeat_ms.store(1, Ordering::Relaxed);
+        assert!(!h.is_alive(), "a loop silent since 1970 is stalled");
+    }
+}
