@@ -30,6 +30,8 @@ pub const HOST_CONFIG_NAME: &str = "host-config";
 /// Name of the ConfigMap (controller namespace) in which `accept-new` remembers host
 /// keys: `data` maps a host's pool name to its OpenSSH public key line.
 pub const KNOWN_HOSTS_CONFIG_NAME: &str = "multi-platform-controller-known-hosts";
+/// Lease for leader election, in the controller's namespace.
+pub const LEASE_NAME: &str = "multi-platform-controller-leader";
 /// Namespace of the controller when `POD_NAMESPACE` is not set.
 pub const DEFAULT_CONTROLLER_NAMESPACE: &str = "multi-platform-controller";
 /// Name of the TaskRun param that carries the requested platform.

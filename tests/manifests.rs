@@ -34,8 +34,8 @@ use tokio::io::AsyncWriteExt;
 const NAME: &str = "multi-platform-controller-rs";
 const METRICS_SERVICE: &str = "multi-platform-controller-rs-metrics";
 /// From the runtime contract: the leader-election Lease and the known-hosts ConfigMap.
-const LEASE: &str = "multi-platform-controller-leader";
-const KNOWN_HOSTS: &str = "multi-platform-controller-known-hosts";
+const LEASE: &str = multi_platform_controller::naming::LEASE_NAME;
+const KNOWN_HOSTS: &str = multi_platform_controller::naming::KNOWN_HOSTS_CONFIG_NAME;
 /// The ports `run` serves by default (runtime contract).
 const METRICS_PORT: i32 = 8080;
 const HEALTH_PORT: i32 = 8081;

@@ -17,11 +17,9 @@ use russh::keys::PublicKey;
 use serde_json::json;
 
 use crate::cluster::io::FIELD_MANAGER;
+use crate::naming::KNOWN_HOSTS_CONFIG_NAME;
 use crate::remote::keys::parse_host_key;
 use crate::remote::{KnownHosts, KnownHostsError};
-
-/// Name of the ConfigMap holding remembered host keys.
-pub const KNOWN_HOSTS_CONFIGMAP: &str = "multi-platform-controller-known-hosts";
 
 /// Attempts at a write that lost a race with another writer.
 const ATTEMPTS: usize = 5;
@@ -41,7 +39,7 @@ impl ConfigMapKnownHosts {
 
     async fn read(&self) -> Result<Option<ConfigMap>, KnownHostsError> {
         self.api
-            .get_opt(KNOWN_HOSTS_CONFIGMAP)
+            .get_opt(KNOWN_HOSTS_CONFIG_NAME)
             .await
             .map_err(|e| error("read", e))
     }
@@ -59,7 +57,7 @@ impl ConfigMapKnownHosts {
                 None => {
                     let cm = ConfigMap {
                         metadata: ObjectMeta {
-                            name: Some(KNOWN_HOSTS_CONFIGMAP.to_owned()),
+                            name: Some(KNOWN_HOSTS_CONFIG_NAME.to_owned()),
                             labels: Some(BTreeMap::from([(
                                 "app.kubernetes.io/managed-by".to_owned(),
                                 FIELD_MANAGER.to_owned(),
@@ -82,7 +80,7 @@ impl ConfigMapKnownHosts {
                     });
                     self.api
                         .patch(
-                            KNOWN_HOSTS_CONFIGMAP,
+                            KNOWN_HOSTS_CONFIG_NAME,
                             &PatchParams::default(),
                             &Patch::Merge(patch),
                         )
@@ -97,7 +95,7 @@ impl ConfigMapKnownHosts {
             }
         }
         Err(KnownHostsError(format!(
-            "could not record the host key of {host} in ConfigMap {KNOWN_HOSTS_CONFIGMAP}: \
+            "could not record the host key of {host} in ConfigMap {KNOWN_HOSTS_CONFIG_NAME}: \
              it kept changing; try again"
         )))
     }
@@ -105,7 +103,7 @@ impl ConfigMapKnownHosts {
 
 fn error(what: &str, e: kube::Error) -> KnownHostsError {
     KnownHostsError(format!(
-        "cannot {what} ConfigMap {KNOWN_HOSTS_CONFIGMAP} (remembered host keys): {e}"
+        "cannot {what} ConfigMap {KNOWN_HOSTS_CONFIG_NAME} (remembered host keys): {e}"
     ))
 }
 
@@ -114,7 +112,7 @@ fn remembered(cm: &ConfigMap, host: &str) -> Option<Result<PublicKey, KnownHosts
     let line = cm.data.as_ref()?.get(host)?;
     Some(parse_host_key(line).map_err(|e| {
         KnownHostsError(format!(
-            "the key remembered for host {host} in ConfigMap {KNOWN_HOSTS_CONFIGMAP} is not a \
+            "the key remembered for host {host} in ConfigMap {KNOWN_HOSTS_CONFIG_NAME} is not a \
              valid OpenSSH public key ({e}); delete that entry to accept the host's key again"
         ))
     }))

@@ -9,8 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-/// Name of the Lease, in the controller's namespace.
-pub const LEASE_NAME: &str = "multi-platform-controller-leader";
+use crate::naming::LEASE_NAME;
 
 /// How this instance takes part in leader election.
 #[derive(Clone, Debug)]
