@@ -219,7 +219,7 @@ pub enum Metric {
         /// The platform as written.
         platform: String,
     },
-    /// Seconds from allocation start to a written access Secret.
+    /// Seconds from the slot being given to a written access Secret (no waiting).
     AllocationTime {
         /// The platform.
         platform: Platform,
@@ -233,7 +233,7 @@ pub enum Metric {
         /// Duration.
         seconds: f64,
     },
-    /// Seconds from a written access Secret to release.
+    /// Seconds from allocation start (waiting included) to release, for served TaskRuns.
     TaskRunTime {
         /// The platform.
         platform: Platform,

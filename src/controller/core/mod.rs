@@ -488,13 +488,15 @@ impl Core {
                     run.ready_at_ms = Some(now_ms);
                     run.marked = true;
                     if let Some(platform) = run.valid_platform().cloned() {
-                        let waited = run
-                            .allocation_start
-                            .map(|s| (now_ms as f64 / 1000.0 - s as f64).max(0.0));
+                        // As the Go controller measures it: from the slot to the Secret,
+                        // without the time spent waiting for the slot.
+                        let allocating = run
+                            .assigned_at_ms
+                            .map(|at| (now_ms - at).max(0) as f64 / 1000.0);
                         self.metric(Metric::ProvisioningSuccess {
                             platform: platform.clone(),
                         });
-                        if let Some(seconds) = waited {
+                        if let Some(seconds) = allocating {
                             self.metric(Metric::AllocationTime { platform, seconds });
                         }
                         self.event(
@@ -521,7 +523,12 @@ impl Core {
                 ) = (run.phase.clone(), op)
                 {
                     let platform = run.valid_platform().cloned();
-                    let ran = run.ready_at_ms.take();
+                    // The whole life of a served TaskRun, wait and allocation included.
+                    let ran = run
+                        .ready_at_ms
+                        .take()
+                        .and(run.allocation_start)
+                        .map(|start| start * 1000);
                     run.marked = false;
                     if let Some(leftover) = abandoned {
                         // Its user is still on the host and keeps the slot until the
@@ -833,6 +840,7 @@ impl Core {
         let waited = run.queued_at_ms.take();
         run.phase = Phase::Provisioning { host: host.clone() };
         run.timer = None;
+        run.assigned_at_ms.get_or_insert(now_ms);
         if run.allocation_start.is_none() {
             run.allocation_start = Some(now_ms.div_euclid(1000));
         }

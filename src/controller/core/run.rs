@@ -79,7 +79,9 @@ pub(crate) struct Run {
     pub allocation_start: Option<i64>,
     /// Unix ms when it was queued, for the wait-time metric.
     pub queued_at_ms: Option<i64>,
-    /// Unix ms when its access Secret was written, for the task-run-time metric.
+    /// Unix ms when it was first given a slot, for the allocation-time metric.
+    pub assigned_at_ms: Option<i64>,
+    /// Unix ms when its access Secret was written (it was served).
     pub ready_at_ms: Option<i64>,
     pub failed_hosts: BTreeSet<HostName>,
 }
@@ -101,6 +103,7 @@ impl Run {
             timer: None,
             allocation_start: None,
             queued_at_ms: None,
+            assigned_at_ms: None,
             ready_at_ms: None,
             failed_hosts: BTreeSet::new(),
         };

@@ -180,6 +180,10 @@ fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
     assert!(out.contains(&Command::Metric(Metric::ProvisioningSuccess {
         platform: Platform::parse("linux/arm64").unwrap()
     })));
+    assert!(out.contains(&Command::Metric(Metric::AllocationTime {
+        platform: Platform::parse("linux/arm64").unwrap(),
+        seconds: 2.0,
+    })));
     assert!(work(&out).is_empty());
 
     let out = core.handle(
@@ -191,7 +195,8 @@ fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
     };
     assert_eq!(release.host.as_ref().map(|h| h.name.as_str()), Some("a2"));
     let out = core.handle(Input::Report(key("b1"), Report::Released), T0 + 61_000);
-    assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::TaskRunTime { seconds, .. }) if (*seconds - 59.0).abs() < 1e-9)));
+    // Go semantics: the whole life, from allocation start (T0) to release.
+    assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::TaskRunTime { seconds, .. }) if (*seconds - 61.0).abs() < 1e-9)), "{out:?}");
     assert_eq!(core.gauges().hosts["a2"].used, 0);
 }
 
