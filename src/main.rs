@@ -72,6 +72,10 @@ struct RunArgs {
     /// This instance's name in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Watch TaskRuns in this namespace only (default: all namespaces). For tests and
+    /// trials that share a cluster; a production controller serves every namespace.
+    #[arg(long)]
+    taskrun_namespace: Option<String>,
     /// Seconds between reaper passes that remove build users no TaskRun owns.
     #[arg(long, default_value_t = 300)]
     reap_interval: u64,
@@ -159,6 +163,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     settings.reap_min_age = Duration::from_secs(args.reap_min_age);
     settings.core.config_grace = Duration::from_secs(args.config_grace);
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    settings.taskrun_namespace = args.taskrun_namespace.clone();
     if args.leader_elect {
         settings.leader_election = Some(LeaderElection::new(identity));
     }

@@ -21,6 +21,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(120);
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    leader: AtomicBool,
     heartbeat_ms: AtomicI64,
 }
 
@@ -38,6 +39,18 @@ impl Health {
     /// Whether `/readyz` succeeds.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// This instance leads (allocates) — or no longer, as a standby or after losing
+    /// the Lease.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
+    }
+
+    /// Whether this instance leads: `/readyz` says `ready (leader)` rather than
+    /// `ready (standby)`.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
     }
 
     /// Whether `/healthz` succeeds: the loop turned within the stall limit.
@@ -112,8 +125,10 @@ async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.is_ready() {
-        (StatusCode::OK, "ready")
+    if health.is_ready() && health.is_leader() {
+        (StatusCode::OK, "ready (leader)")
+    } else if health.is_ready() {
+        (StatusCode::OK, "ready (standby)")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
     }

@@ -281,12 +281,7 @@ fn check_namespace_rbac(role: &Role, binding: &RoleBinding, namespace: &str) {
         ("", "configmaps", &["update", "patch"], KNOWN_HOSTS),
         ("", "secrets", &["get", "list", "watch"], ""),
         ("coordination.k8s.io", "leases", &["create"], ""),
-        (
-            "coordination.k8s.io",
-            "leases",
-            &["get", "update", "patch"],
-            LEASE,
-        ),
+        ("coordination.k8s.io", "leases", &["get", "update"], LEASE),
     ]);
     assert_eq!(granted, contract, "Role grants differ from the contract");
     assert_eq!(binding.metadata.namespace.as_deref(), Some(namespace));
@@ -531,6 +526,31 @@ async fn the_install_is_exactly_these_objects() {
         image.ends_with("/multi-platform-controller:latest"),
         "kustomize sets the image: {image}"
     );
+}
+
+/// The Deployment's arguments are flags the binary knows, with values it accepts
+/// (clap rejects an unknown flag or a bad value before it gets to `--help`).
+#[tokio::test]
+async fn the_binary_accepts_the_deployment_arguments() {
+    let docs = documents(&render(&config_dir()).await);
+    let deployment: Deployment = one(&docs, "Deployment");
+    let args = controller_container(&deployment)
+        .args
+        .clone()
+        .unwrap_or_default();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_multi-platform-controller"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .await
+        .expect("run the binary");
+    assert!(
+        out.status.success(),
+        "{args:?} rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--leader-elect"), "{help}");
 }
 
 #[tokio::test]

@@ -283,11 +283,13 @@ impl Executor {
                 });
             }
         }
-        step!(
-            self.writer
-                .delete_secret(&key.namespace, &secret_name(&key.name))
-                .await
-        );
+        // The issued key's fingerprint, for the release log line only: best effort.
+        let name = secret_name(&key.name);
+        let fingerprint = match self.writer.get_secret(&key.namespace, &name).await {
+            Ok(secret) => secret.as_ref().and_then(issued_key_fingerprint),
+            Err(_) => None,
+        };
+        step!(self.writer.delete_secret(&key.namespace, &name).await);
         match self
             .writer
             .patch_marks(key, &patches::clear_allocation())
@@ -300,12 +302,22 @@ impl Executor {
         info!(
             taskrun = %key.name,
             namespace = %key.namespace,
-            host = order.host.as_ref().map_or("-", |h| h.name.as_str()),
+            host = %order.host.as_ref().map_or("-", |h| h.name.as_str()),
             user = %order.user,
+            key_fingerprint = %fingerprint.as_deref().unwrap_or("-"),
             "released"
         );
         Report::Released
     }
+}
+
+/// The SHA256 fingerprint of the build key a TaskRun's Secret holds (none for local
+/// and error Secrets).
+fn issued_key_fingerprint(secret: &Secret) -> Option<String> {
+    let key = secret.data.as_ref()?.get(secret_keys::ID_RSA)?;
+    remote::AdminKey::parse(&key.0)
+        .ok()
+        .map(|k| k.fingerprint())
 }
 
 /// Whether `secret` already gives the build its login `user@address`.
@@ -344,6 +356,30 @@ mod tests {
     use super::*;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn the_release_log_names_the_issued_key_by_fingerprint() {
+        let pair = remote::generate().unwrap();
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                "id_rsa".to_owned(),
+                ByteString(pair.private_key_openssh().as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        assert_eq!(
+            issued_key_fingerprint(&secret).as_deref(),
+            Some(pair.fingerprint())
+        );
+        let local = Secret {
+            data: Some(BTreeMap::from([(
+                "host".to_owned(),
+                ByteString(b"localhost".to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        assert_eq!(issued_key_fingerprint(&local), None);
+    }
 
     #[test]
     fn an_existing_secret_counts_only_for_the_same_login_with_a_key() {

@@ -135,6 +135,7 @@ pub async fn run(
         None => None,
     };
     runner.leader = leadership.is_none();
+    runner.health.set_leader(runner.leader);
     tokio::pin!(shutdown);
     loop {
         let deadline = runner.core.as_ref().and_then(Core::next_deadline);
@@ -174,6 +175,7 @@ pub async fn run(
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
+    runner.health.set_leader(false);
     Ok(())
 }
 
@@ -453,6 +455,7 @@ impl Runner {
             return;
         }
         self.leader = leader;
+        self.health.set_leader(leader);
         if leader {
             info!("became leader: rebuilding allocations from TaskRun labels");
         } else {

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
@@ -29,7 +30,7 @@ use kube_sim::{wait_for, wait_until};
 use multi_platform_controller::controller::{RunSettings, run};
 use multi_platform_controller::metrics::Metrics;
 use multi_platform_controller::naming::{
-    CONFIG_LABEL, FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, UserName, secret_name,
+    CONFIG_LABEL, FINALIZER, HOST_CONFIG_NAME, LEASE_NAME, SECRET_LABEL, UserName, secret_name,
 };
 use multi_platform_controller::server::Health;
 use multi_platform_controller::taskrun::TaskRun;
@@ -40,6 +41,12 @@ use tokio::task::JoinHandle;
 
 pub use kube_sim;
 pub use test_hosts;
+
+mod capacity;
+mod link;
+
+pub use capacity::{CapacityReport, CapacityWatch, build_users_in};
+pub use link::ApiLink;
 
 /// How long the waits of this crate wait by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(90);
@@ -116,7 +123,8 @@ pub struct RunningController {
     /// Its health state.
     pub health: Arc<Health>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    /// `None` once the controller ended (a finished task must not be awaited again).
+    task: Option<JoinHandle<()>>,
 }
 
 /// What a TaskRun's Secret granted.
@@ -304,6 +312,16 @@ impl Testbed {
     /// connection pool) and returns its index.
     pub async fn start_controller(&mut self, settings: RunSettings) -> Result<usize, Error> {
         let client = self.env.new_client().await?;
+        self.start_controller_with_client(settings, client).await
+    }
+
+    /// Starts a controller that talks to the cluster through `client` (for example
+    /// one from an [`ApiLink`], to cut it off later) and returns its index.
+    pub async fn start_controller_with_client(
+        &mut self,
+        settings: RunSettings,
+        client: Client,
+    ) -> Result<usize, Error> {
         let metrics = Arc::new(Metrics::new().map_err(|e| Error::Other(format!("metrics: {e}")))?);
         let health = Arc::new(Health::default());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -322,7 +340,7 @@ impl Testbed {
             metrics,
             health,
             stop: Some(stop),
-            task,
+            task: Some(task),
         });
         Ok(self.controllers.len() - 1)
     }
@@ -338,15 +356,60 @@ impl Testbed {
         if let Some(stop) = c.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut c.task).await;
+        if let Some(task) = c.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// Kills a controller at once, in the middle of whatever it does (a crash).
     pub async fn kill_controller(&mut self, index: usize) {
         let c = &mut self.controllers[index];
         c.stop.take();
-        c.task.abort();
-        let _ = (&mut c.task).await;
+        if let Some(task) = c.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// A relay to kube-sim that can be cut, for a controller to go through (kube-sim
+    /// only: on a real cluster this is an error).
+    pub async fn api_link(&self) -> Result<ApiLink, Error> {
+        let server = self.env.server().ok_or_else(|| {
+            Error::Other("an API link needs kube-sim, not a real cluster".to_owned())
+        })?;
+        ApiLink::start(server.addr())
+            .await
+            .map_err(|e| Error::Other(format!("starting the API relay: {e}")))
+    }
+
+    /// Samples the build users of every host continuously until
+    /// [`CapacityWatch::finish`], recording any moment a host holds more users than
+    /// its concurrency.
+    pub fn watch_capacity(&self) -> CapacityWatch {
+        CapacityWatch::start(
+            self.hosts
+                .iter()
+                .map(|h| {
+                    (
+                        h.spec.name.clone(),
+                        h.host.dir().join("etc/passwd"),
+                        h.spec.concurrency as usize,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The holder of the leader-election Lease in the test namespace (`None` when the
+    /// Lease is free or does not exist).
+    pub async fn lease_holder(&self) -> Result<Option<String>, Error> {
+        let lease = Api::<Lease>::namespaced(self.client(), self.namespace())
+            .get_opt(LEASE_NAME)
+            .await?;
+        Ok(lease
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty()))
     }
 
     fn taskruns(&self) -> Api<DynamicObject> {
