@@ -87,7 +87,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 60)]
     config_grace: u64,
     /// Seconds a shutdown (SIGTERM) waits for operations in flight.
-    #[arg(long, default_value_t = 25)]
+    /// (Keep it, plus 5 s to release the Lease, under the pod's termination grace.)
+    #[arg(long, default_value_t = 20)]
     shutdown_grace: u64,
 }
 

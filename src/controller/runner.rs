@@ -77,7 +77,7 @@ impl RunSettings {
             ssh: remote::PoolConfig::default(),
             reap_interval: Duration::from_secs(300),
             reap_min_age: Duration::from_secs(600),
-            shutdown_grace: Duration::from_secs(25),
+            shutdown_grace: Duration::from_secs(20),
             max_parallel_operations: 64,
             instance: "multi-platform-controller".to_owned(),
             taskrun_namespace: None,
