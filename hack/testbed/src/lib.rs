@@ -38,7 +38,10 @@ use test_hosts::TestHost;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod observe;
+
 pub use kube_sim;
+pub use observe::SeenEvent;
 pub use test_hosts;
 
 /// How long the waits of this crate wait by default.
@@ -116,7 +119,8 @@ pub struct RunningController {
     /// Its health state.
     pub health: Arc<Health>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    /// `None` once it ended (stopped or killed), so ending it again is a no-op.
+    task: Option<JoinHandle<()>>,
 }
 
 /// What a TaskRun's Secret granted.
@@ -322,7 +326,7 @@ impl Testbed {
             metrics,
             health,
             stop: Some(stop),
-            task,
+            task: Some(task),
         });
         Ok(self.controllers.len() - 1)
     }
@@ -338,15 +342,19 @@ impl Testbed {
         if let Some(stop) = c.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut c.task).await;
+        if let Some(task) = c.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// Kills a controller at once, in the middle of whatever it does (a crash).
     pub async fn kill_controller(&mut self, index: usize) {
         let c = &mut self.controllers[index];
         c.stop.take();
-        c.task.abort();
-        let _ = (&mut c.task).await;
+        if let Some(task) = c.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     fn taskruns(&self) -> Api<DynamicObject> {
@@ -423,6 +431,15 @@ impl Testbed {
     pub async fn delete(&self, name: &str) -> Result<(), Error> {
         self.taskruns()
             .delete(name, &DeleteParams::default())
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a JSON merge patch to the TaskRun, as another controller or a user
+    /// would (foreign labels, annotations, finalizers).
+    pub async fn patch_taskrun(&self, name: &str, patch: serde_json::Value) -> Result<(), Error> {
+        self.taskruns()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         Ok(())
     }
