@@ -69,7 +69,7 @@ async fn a_full_pool_queues_taskruns_and_serves_them_in_creation_order() {
         bed.wait_event(name, "Released").await.unwrap();
         assert_eq!(
             event_reasons(&bed, name).await,
-            ["Waiting", "Allocated", "Provisioned", "Released"],
+            ["Allocated", "Provisioned", "Released", "Waiting"],
             "{name}"
         );
     }

@@ -208,7 +208,7 @@ async fn without_host_config_taskruns_wait_and_proceed_once_it_is_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_config_that_stays_missing_fails_waiting_taskruns_after_the_grace() {
-    let bed = bed_without_host_config("config-grace", Duration::from_secs(3)).await;
+    let bed = bed_without_host_config("config-grace", Duration::from_secs(5)).await;
     bed.submit("gr-1", PLATFORM).await.unwrap();
     bed.wait_waiting("gr-1").await.unwrap();
     let text = wait_error_secret(&bed, "gr-1").await;

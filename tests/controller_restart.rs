@@ -1,15 +1,22 @@
-//! Crashes: a controller killed while it provisions a build user, or while builds
+//! Lost state: a controller killed while it provisions a build user, or while builds
 //! finish, leaves nothing behind once a new one starts — no leaked user, no slot given
-//! twice, every TaskRun served or released.
+//! twice, every TaskRun served or released; and a deletion the TaskRun watch never
+//! delivered is learnt from the re-list.
 
 mod common_controller;
 
+use std::time::Duration;
+
 use common_controller::{
-    assert_hosts_clean, assert_login_works, assert_waiting, bed_with_controller, user,
-    wait_served_on,
+    assert_hosts_clean, assert_login_works, assert_never_allocated, assert_waiting,
+    bed_with_controller, user, wait_first_served, wait_served_on,
 };
-use kube_sim::wait_until;
-use testbed::HostSpec;
+use kube_sim::patch::PatchKind;
+use kube_sim::store::{DeleteOptions, WriteOptions};
+use kube_sim::testenv::skip_on_real_cluster;
+use kube_sim::{FaultConfig, wait_until};
+use serde_json::json;
+use testbed::{DEFAULT_WAIT, HostSpec};
 
 const PLATFORM: &str = "linux/arm64";
 
@@ -101,6 +108,90 @@ async fn taskruns_that_finish_or_arrive_while_the_controller_is_down_are_handled
     );
     bed.complete("fd-2", true).await.unwrap();
     bed.wait_released("fd-2").await.unwrap();
+    assert_hosts_clean(&bed);
+    bed.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_deleted_while_the_watch_was_down_leaves_the_queue_after_the_relist() {
+    let (bed, c) = bed_with_controller("relist", vec![HostSpec::new("h1", PLATFORM, 1)]).await;
+    let Some(server) = bed.env().server() else {
+        skip_on_real_cluster(
+            "a_waiter_deleted_while_the_watch_was_down",
+            "needs kube-sim to cut the watch and compact its history",
+        );
+        bed.cleanup().await;
+        return;
+    };
+    bed.submit("rl-hold", PLATFORM).await.unwrap();
+    wait_served_on(&bed, "rl-hold", "h1").await;
+    for name in ["rl-1-deleted", "rl-2-next"] {
+        bed.submit(name, PLATFORM).await.unwrap();
+        bed.wait_waiting(name).await.unwrap();
+    }
+    let waiting = || {
+        bed.metric(
+            c,
+            "multi_platform_controller_waiting_tasks",
+            &[("platform", PLATFORM)],
+        )
+    };
+    wait_until(DEFAULT_WAIT, "two TaskRuns counted waiting", || async {
+        waiting() == Some(2.0)
+    })
+    .await
+    .unwrap();
+
+    // From now on every TaskRun watch stream ends after one event, and every TaskRun
+    // request waits 2 s before it is served, so the controller's watch, once cut, stays
+    // down for 2 s. In that window: a change it sees as the last event of its stream,
+    // a deletion it never sees, and a compaction, so the resumed watch gets 410 Gone and
+    // the controller must re-list.
+    server.faults().set(FaultConfig {
+        watch_cut_after: Some(1),
+        latency: Duration::from_secs(2),
+        resources: vec!["taskruns".into()],
+        ..FaultConfig::default()
+    });
+    let store = server.store();
+    let info = store
+        .resource("tekton.dev", "v1", "taskruns")
+        .expect("TaskRuns served");
+    let ns = Some(bed.namespace());
+    store
+        .patch(
+            &info,
+            ns,
+            "rl-hold",
+            PatchKind::Merge,
+            &json!({"metadata": {"labels": {"example.com/touched": "yes"}}}),
+            false,
+            &WriteOptions::manager("test"),
+        )
+        .unwrap();
+    store
+        .delete(&info, ns, "rl-1-deleted", &DeleteOptions::default())
+        .unwrap();
+    server.compact();
+
+    // Only the re-list can tell the controller that rl-1-deleted is gone.
+    wait_until(
+        DEFAULT_WAIT,
+        "the deleted waiter dropped from the queue",
+        || async { waiting() == Some(1.0) },
+    )
+    .await
+    .unwrap();
+    server.faults().clear();
+
+    bed.complete("rl-hold", true).await.unwrap();
+    let served = wait_first_served(&bed, &["rl-1-deleted", "rl-2-next"]).await;
+    assert_eq!(served, ["rl-2-next"]);
+    wait_served_on(&bed, "rl-2-next", "h1").await;
+    assert_never_allocated(&bed, "rl-1-deleted").await;
+    bed.wait_released("rl-hold").await.unwrap();
+    bed.complete("rl-2-next", true).await.unwrap();
+    bed.wait_released("rl-2-next").await.unwrap();
     assert_hosts_clean(&bed);
     bed.cleanup().await;
 }

@@ -1,8 +1,10 @@
-//! Load under API faults: 200 TaskRuns over 3 hosts × concurrency 4, completed in a
-//! random (seeded) order while kube-sim fails a few percent of all writes with 500 or
-//! 409, delays requests and cuts watch streams. Throughout, each host's own user list
-//! is sampled and must never hold more build users than the host's concurrency; every
-//! TaskRun must get a Secret whose key logs in; at the end nothing may be left.
+//! Load under API faults: 200 TaskRuns over 3 hosts × concurrency 4, finished in a
+//! random (seeded) order — most completed, some deleted while they run — while kube-sim
+//! fails a few percent of all writes with 500 or 409, delays requests, cuts watch
+//! streams and forgets its change history (so resumed watches must re-list).
+//! Throughout, each host's own user list is sampled and must never hold more build
+//! users than the host's concurrency; every TaskRun must get a Secret whose key logs in;
+//! at the end nothing may be left.
 
 mod common_controller;
 
@@ -29,6 +31,10 @@ const PARALLEL_CREATES: usize = 8;
 const PARALLEL_LOGINS: usize = 4;
 /// Deadline of the whole run (generous: the machine is shared).
 const RUN_DEADLINE: Duration = Duration::from_secs(240);
+/// One finished build in this many is deleted while it runs instead of completed.
+const DELETE_ONE_IN: usize = 5;
+/// How often kube-sim forgets its change history (an etcd compaction).
+const COMPACT_EVERY: Duration = Duration::from_millis(100);
 
 fn faults() -> FaultConfig {
     FaultConfig {
@@ -36,8 +42,8 @@ fn faults() -> FaultConfig {
         write_error_rate: 0.03,
         write_conflict_rate: 0.03,
         latency: Duration::from_millis(1),
-        latency_jitter: Duration::from_millis(4),
-        watch_cut_rate: 0.02,
+        latency_jitter: Duration::from_millis(9),
+        watch_cut_rate: 0.05,
         ..FaultConfig::default()
     }
 }
@@ -69,6 +75,22 @@ async fn sample_hosts(bed: &Testbed, stop: &AtomicBool) -> Samples {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     samples
+}
+
+/// Compacts kube-sim's history now and then, so watches cut by the faults resume into
+/// 410 Gone and the controller must re-list (deletions then show only as absence).
+async fn compact_history(bed: &Testbed, stop: &AtomicBool) -> usize {
+    let mut compactions = 0;
+    let Some(server) = bed.env().server() else {
+        return 0;
+    };
+    while !stop.load(Ordering::Relaxed) {
+        // Pacing only: the compactions are spread over the run.
+        tokio::time::sleep(COMPACT_EVERY).await;
+        server.compact();
+        compactions += 1;
+    }
+    compactions
 }
 
 /// Plays Tekton: creates and resolves every TaskRun, a few at a time.
@@ -105,11 +127,22 @@ async fn taskrun_secrets(bed: &Testbed) -> BTreeMap<String, Secret> {
         .collect()
 }
 
+/// What the builds did.
+#[derive(Debug, Default)]
+struct Served {
+    /// TaskRuns that got a working Secret.
+    served: BTreeSet<String>,
+    /// TaskRuns deleted while they ran.
+    deleted: BTreeSet<String>,
+}
+
 /// Plays the builds: as Secrets appear, logs in with each, then finishes a random
-/// share of the running builds in random order, until every TaskRun is done.
-async fn serve_all(bed: &Testbed, names: &[String], rng: &mut Rng) -> BTreeSet<String> {
+/// share of the running builds in random order (a user deletes some of them instead),
+/// until every TaskRun is done.
+async fn serve_all(bed: &Testbed, names: &[String], rng: &mut Rng) -> Served {
     let started = Instant::now();
     let mut served = BTreeSet::new();
+    let mut deleted = BTreeSet::new();
     let mut running: Vec<String> = Vec::new();
     let mut completed = 0;
     while completed < names.len() {
@@ -158,23 +191,32 @@ async fn serve_all(bed: &Testbed, names: &[String], rng: &mut Rng) -> BTreeSet<S
         // before earlier ones, as real builds do.
         rng.shuffle(&mut running);
         let finishing = 1 + rng.below(running.len().div_ceil(2));
-        let done: Vec<String> = running.drain(..finishing).collect();
+        let done: Vec<(String, bool)> = running
+            .drain(..finishing)
+            .map(|name| (name, rng.below(DELETE_ONE_IN) == 0))
+            .collect();
         stream::iter(&done)
-            .for_each_concurrent(PARALLEL_CREATES, |name| async move {
-                let ok = name.len() % 2 == 0;
-                bed.retry("complete a TaskRun", || bed.complete(name, ok))
-                    .await
-                    .expect("complete");
+            .for_each_concurrent(PARALLEL_CREATES, |(name, delete)| async move {
+                if *delete {
+                    bed.retry("delete a TaskRun", || bed.delete(name))
+                        .await
+                        .expect("delete");
+                } else {
+                    bed.retry("complete a TaskRun", || bed.complete(name, true))
+                        .await
+                        .expect("complete");
+                }
             })
             .await;
         completed += done.len();
+        deleted.extend(done.into_iter().filter(|(_, d)| *d).map(|(n, _)| n));
     }
-    served
+    Served { served, deleted }
 }
 
 /// Nothing of the controller's is left: no build users, no Secrets, no finalizers,
-/// no labels of ours.
-async fn nothing_left(bed: &Testbed, names: &[String]) -> bool {
+/// no labels of ours, and deleted TaskRuns are gone.
+async fn nothing_left(bed: &Testbed, names: &[String], deleted: &BTreeSet<String>) -> bool {
     for host in HOSTS {
         if !bed.users_on(host).map(|u| u.is_empty()).unwrap_or(false) {
             return false;
@@ -185,8 +227,12 @@ async fn nothing_left(bed: &Testbed, names: &[String]) -> bool {
     }
     for name in names {
         match bed.taskrun(name).await {
+            Ok(None) if deleted.contains(name) => {}
             Ok(Some(tr))
-                if !tr.has_finalizer() && tr.assigned_host().is_none() && !tr.is_waiting() => {}
+                if !deleted.contains(name)
+                    && !tr.has_finalizer()
+                    && tr.assigned_host().is_none()
+                    && !tr.is_waiting() => {}
             _ => return false,
         }
     }
@@ -218,19 +264,30 @@ async fn two_hundred_taskruns_under_api_faults_never_overfill_a_host_and_leave_n
     let stop = AtomicBool::new(false);
     let mut rng = Rng::new(SEED);
     let work = async {
-        let ((), served) =
-            tokio::join!(create_all(&bed, &names), serve_all(&bed, &names, &mut rng));
+        let ((), done) = tokio::join!(create_all(&bed, &names), serve_all(&bed, &names, &mut rng));
         wait_until(Duration::from_secs(120), "nothing left behind", || {
-            nothing_left(&bed, &names)
+            nothing_left(&bed, &names, &done.deleted)
         })
         .await
         .expect("everything released");
         stop.store(true, Ordering::Relaxed);
-        served
+        done
     };
-    let (served, samples) = tokio::join!(work, sample_hosts(&bed, &stop));
+    let (done, samples, compactions) = tokio::join!(
+        work,
+        sample_hosts(&bed, &stop),
+        compact_history(&bed, &stop)
+    );
 
-    assert_eq!(served.len(), TASKRUNS, "every TaskRun got a working Secret");
+    assert_eq!(
+        done.served.len(),
+        TASKRUNS,
+        "every TaskRun got a working Secret"
+    );
+    assert!(
+        !done.deleted.is_empty(),
+        "some TaskRuns were deleted while running"
+    );
     assert!(samples.rounds >= 10, "the hosts were sampled: {samples:?}");
     assert!(
         samples.peak.values().any(|&p| p == CONCURRENCY),
@@ -242,11 +299,14 @@ async fn two_hundred_taskruns_under_api_faults_never_overfill_a_host_and_leave_n
             stats.write_errors > 0 && stats.write_conflicts > 0 && stats.watches_cut > 0,
             "faults were injected: {stats:?}"
         );
-        eprintln!("injected faults: {stats:?}");
+        assert!(compactions > 0, "kube-sim history was compacted");
+        eprintln!("injected faults: {stats:?}; {compactions} compactions");
         f.clear();
     }
     eprintln!(
-        "{TASKRUNS} TaskRuns served and released in {:?}; host samples: {samples:?}",
+        "{TASKRUNS} TaskRuns served and released ({} deleted while running) in {:?}; host \
+         samples: {samples:?}",
+        done.deleted.len(),
         began.elapsed()
     );
     bed.cleanup().await;

@@ -184,14 +184,19 @@ pub fn assert_hosts_clean(bed: &Testbed) {
     }
 }
 
-/// The reasons of the Events on a TaskRun, oldest first.
+/// The reasons of the Events on a TaskRun, sorted by name: which Events an admin
+/// finds (their timestamps are taken as they are published, concurrently, so two
+/// close together may swap places).
 pub async fn event_reasons(bed: &Testbed, name: &str) -> Vec<String> {
-    bed.events_for(name)
+    let mut reasons: Vec<String> = bed
+        .events_for(name)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.reason)
-        .collect()
+        .collect();
+    reasons.sort();
+    reasons
 }
 
 /// SplitMix64: a seeded generator for reproducible random choices in tests.
