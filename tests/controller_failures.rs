@@ -45,6 +45,20 @@ async fn a_stopped_sshd_fails_over_to_another_host_which_returns_when_sshd_does(
     assert_eq!(failed.type_, "Warning");
     assert!(failed.note.contains("host h1"), "{failed:?}");
     bed.wait_event("fo-1", "Provisioned").await.unwrap();
+    // Both allocations are told, the second naming the host the build really runs on.
+    let allocated: Vec<String> = bed
+        .events_for("fo-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.reason == "Allocated")
+        .map(|e| e.note)
+        .collect();
+    assert!(
+        allocated.iter().any(|n| n.contains("host h1"))
+            && allocated.iter().any(|n| n.contains("host h2")),
+        "Allocated Events: {allocated:?}"
+    );
     bed.wait_host_down(c, "h1").await.unwrap();
     let unavailable = bed
         .host_config_events()
@@ -113,8 +127,29 @@ async fn when_every_host_fails_the_build_gets_an_error_secret_saying_what_to_do(
     let failed = bed.wait_event("af-1", "AllocationFailed").await.unwrap();
     assert_eq!(failed.type_, "Warning");
     assert!(failed.note.contains("every host of platform"), "{failed:?}");
-    let provisioning = bed.wait_event("af-1", "ProvisioningFailed").await.unwrap();
-    assert_eq!(provisioning.type_, "Warning");
+    bed.wait_event("af-1", "ProvisioningFailed").await.unwrap();
+    // The admin learns of each failed host, on the TaskRun and on host-config.
+    let notes = |events: Vec<testbed::SeenEvent>, reason: &str| -> Vec<String> {
+        events
+            .into_iter()
+            .filter(|e| e.reason == reason)
+            .map(|e| e.note)
+            .collect()
+    };
+    for host in ["h1", "h2"] {
+        let failed = notes(bed.events_for("af-1").await.unwrap(), "ProvisioningFailed");
+        assert!(
+            failed.iter().any(|n| n.contains(&format!("host {host}"))),
+            "no ProvisioningFailed Event names {host}: {failed:?}"
+        );
+        let unavailable = notes(bed.host_config_events().await.unwrap(), "HostUnavailable");
+        assert!(
+            unavailable
+                .iter()
+                .any(|n| n.contains(&format!("host {host}"))),
+            "no HostUnavailable Event names {host}: {unavailable:?}"
+        );
+    }
 
     // The Task fails on the error; once Tekton finishes the run, nothing is left.
     bed.complete("af-1", false).await.unwrap();
