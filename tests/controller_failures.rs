@@ -1,12 +1,15 @@
 //! Failures: a host whose sshd is down is skipped for another host of the platform (and
 //! recorded in `failed-hosts`), comes back into service once it answers again, and when
-//! every host fails the build gets an error Secret saying what to do. API writes that
-//! fail (injected 500s and 409s) only delay the work; a stale Secret is replaced.
+//! every host fails the build gets an error Secret saying what to do; a release waits
+//! for its host (or, for a deleted TaskRun, leaves the user to the reaper). API writes
+//! that fail (injected 500s and 409s) only delay the work; a stale Secret is replaced.
 
 mod common_controller;
 
+use std::time::Duration;
+
 use common_controller::{
-    assert_error_shape, assert_hosts_clean, assert_login_works, bed_with_controller,
+    assert_error_shape, assert_hosts_clean, assert_login_works, bed_with_controller, user,
     wait_error_secret, wait_served_on,
 };
 use k8s_openapi::api::core::v1::Secret;
@@ -316,6 +319,62 @@ async fn a_stale_secret_of_the_same_name_is_replaced_by_a_working_one() {
     assert_login_works(&bed, "st-1").await;
     bed.complete("st-1", true).await.unwrap();
     bed.wait_released("st-1").await.unwrap();
+    assert_hosts_clean(&bed);
+    bed.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_waits_for_an_unreachable_host_and_a_deleted_taskrun_is_left_to_the_reaper() {
+    init_test_logging();
+    let mut bed = Testbed::start("release-down", vec![HostSpec::new("h1", PLATFORM, 1)])
+        .await
+        .expect("test bed");
+    let mut settings = bed.settings();
+    settings.core.release_give_up = Duration::from_secs(3);
+    let c = bed.start_controller(settings).await.unwrap();
+    bed.wait_host_up(c, "h1").await.unwrap();
+    let h1 = &bed.host("h1").host;
+
+    // Finished while its host is down: nothing is released until the host is clean.
+    bed.submit("rd-1", PLATFORM).await.unwrap();
+    let first = wait_served_on(&bed, "rd-1", "h1").await;
+    h1.stop_sshd().unwrap();
+    bed.complete("rd-1", true).await.unwrap();
+    let failed = bed.wait_event("rd-1", "CleanupFailed").await.unwrap();
+    assert_eq!(failed.type_, "Warning");
+    assert!(failed.note.contains("will retry"), "{failed:?}");
+    assert!(bed.has_finalizer("rd-1").await.unwrap());
+    assert!(bed.secret("rd-1").await.unwrap().is_some());
+    assert_eq!(bed.users_on("h1").unwrap(), [user(&first)]);
+    bed.submit("rd-2", PLATFORM).await.unwrap();
+    bed.wait_waiting("rd-2").await.unwrap();
+
+    h1.start_sshd().unwrap();
+    bed.wait_released("rd-1").await.unwrap();
+    let second = wait_served_on(&bed, "rd-2", "h1").await;
+
+    // Deleted while its host is down: released after release_give_up, its user left
+    // behind, and its slot kept until the reaper removed that user.
+    h1.stop_sshd().unwrap();
+    bed.delete("rd-2").await.unwrap();
+    bed.wait_gone("rd-2").await.unwrap();
+    assert_eq!(
+        bed.users_on("h1").unwrap(),
+        [user(&second)],
+        "left to the reaper"
+    );
+    bed.submit("rd-3", PLATFORM).await.unwrap();
+    bed.wait_waiting("rd-3").await.unwrap();
+    h1.start_sshd().unwrap();
+    let third = wait_served_on(&bed, "rd-3", "h1").await;
+    assert_eq!(
+        bed.users_on("h1").unwrap(),
+        [user(&third)],
+        "reaped, then reused"
+    );
+    assert_login_works(&bed, "rd-3").await;
+    bed.complete("rd-3", true).await.unwrap();
+    bed.wait_released("rd-3").await.unwrap();
     assert_hosts_clean(&bed);
     bed.cleanup().await;
 }
