@@ -194,7 +194,10 @@ impl Testbed {
 /// A failure worth sending the request again for.
 fn is_transient(err: &Error) -> bool {
     match err {
-        Error::Kube(kube::Error::Api(status)) => matches!(status.code, 409 | 429 | 500 | 503),
+        // A 409 AlreadyExists is an answer, not a refusal.
+        Error::Kube(kube::Error::Api(status)) => {
+            matches!(status.code, 409 | 429 | 500 | 503) && status.reason != "AlreadyExists"
+        }
         Error::Kube(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
         _ => false,
     }
