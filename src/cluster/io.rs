@@ -38,8 +38,10 @@ fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 422)
 }
 
+/// 409 is also the answer to a refused write (reason `Conflict`): only the reason
+/// `AlreadyExists` says the object is there.
 fn is_already_exists(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 409)
+    matches!(err, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
 }
 
 /// Writes to TaskRuns and Secrets.
@@ -177,5 +179,27 @@ impl ClusterWriter {
             Err(err) if is_not_found(&err) => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "reason": reason, "message": "m",
+        }))
+        .unwrap();
+        kube::Error::Api(status.boxed())
+    }
+
+    #[test]
+    fn only_already_exists_means_the_object_is_there() {
+        assert!(is_already_exists(&api_error(409, "AlreadyExists")));
+        // A refused write (stale resourceVersion, storage conflict) is also a 409.
+        assert!(!is_already_exists(&api_error(409, "Conflict")));
+        assert!(!is_already_exists(&api_error(500, "InternalError")));
+        assert!(is_conflict(&api_error(409, "Conflict")));
     }
 }

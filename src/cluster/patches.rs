@@ -52,7 +52,7 @@ pub fn remove_finalizer(current: &[String]) -> Option<Patch> {
 
 /// Merge patch recording an allocation: the `assigned-host` and `target-platform`
 /// labels, no waiting label, the failed hosts so far, and the allocation start time
-/// unless one is recorded.
+/// (the recorded one, else now).
 pub fn mark_allocated(
     host: &str,
     platform: &Platform,
@@ -61,12 +61,12 @@ pub fn mark_allocated(
     now_unix: i64,
 ) -> Value {
     let mut annotations = Map::new();
-    if allocation_started.is_none() {
-        annotations.insert(
-            ALLOCATION_START_TIME_ANNOTATION.into(),
-            json!(now_unix.to_string()),
-        );
-    }
+    // Always written: the core fills in the start it decided (or read back from this
+    // annotation), so a recorded start is written again unchanged, never replaced.
+    annotations.insert(
+        ALLOCATION_START_TIME_ANNOTATION.into(),
+        json!(allocation_started.unwrap_or(now_unix).to_string()),
+    );
     if !failed.is_empty() {
         annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
     }
@@ -82,7 +82,7 @@ pub fn mark_allocated(
 
 /// Merge patch putting a TaskRun in the queue: the waiting and target-platform labels,
 /// no allocation (a failed host's label goes), the failed hosts so far, and the
-/// allocation start time unless one is recorded (waiting time counts).
+/// allocation start time (the recorded one, else now: waiting time counts).
 pub fn mark_waiting(
     platform: &Platform,
     failed: &[String],
@@ -90,12 +90,12 @@ pub fn mark_waiting(
     now_unix: i64,
 ) -> Value {
     let mut annotations = Map::new();
-    if allocation_started.is_none() {
-        annotations.insert(
-            ALLOCATION_START_TIME_ANNOTATION.into(),
-            json!(now_unix.to_string()),
-        );
-    }
+    // Always written: the core fills in the start it decided (or read back from this
+    // annotation), so a recorded start is written again unchanged, never replaced.
+    annotations.insert(
+        ALLOCATION_START_TIME_ANNOTATION.into(),
+        json!(allocation_started.unwrap_or(now_unix).to_string()),
+    );
     if !failed.is_empty() {
         annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
     }
@@ -242,11 +242,19 @@ mod tests {
     }
 
     #[test]
-    fn allocation_start_is_kept_once_recorded() {
+    fn the_recorded_allocation_start_is_written_unchanged() {
+        // The core always knows a start (it sets one when it first places a TaskRun),
+        // so the annotation must be written from it, not only when it is unknown.
+        let recorded = json!({ALLOCATION_START_TIME_ANNOTATION: "5"});
         let patch = mark_allocated("h", &platform(), &[], Some(5), 99);
-        assert_eq!(patch["metadata"]["annotations"], json!({}));
+        assert_eq!(patch["metadata"]["annotations"], recorded);
         let patch = mark_waiting(&platform(), &[], Some(5), 99);
-        assert_eq!(patch["metadata"]["annotations"], json!({}));
+        assert_eq!(patch["metadata"]["annotations"], recorded);
+        let patch = mark_waiting(&platform(), &[], None, 99);
+        assert_eq!(
+            patch["metadata"]["annotations"][ALLOCATION_START_TIME_ANNOTATION],
+            "99"
+        );
     }
 
     #[test]

@@ -654,11 +654,12 @@ impl Runner {
         note: String,
     ) {
         let recorder = self.recorder.clone();
+        let note = truncate(note, 1000);
         let event = Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(truncate(note, 1000)),
-            action: reason.to_owned(),
+            action: event_action(reason, &note),
+            note: Some(note),
             secondary: None,
         };
         self.side_jobs.spawn(async move {
@@ -708,6 +709,18 @@ async fn execute(executor: &Executor, command: Command) -> (TaskRunKey, Report) 
             Report::ApiError("not work".to_owned()),
         ),
     }
+}
+
+/// The Event's `action`. kube's Recorder (like client-go's) counts an Event with the
+/// same type, reason and action on the same object as a repeat of the first one and
+/// keeps the first note, so "allocated host h2" after a failover would show as a second
+/// "allocated host h1". A digest of the note in the action makes each distinct note its
+/// own Event, while true repeats are still counted in one series.
+fn event_action(reason: &str, note: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    note.hash(&mut hasher);
+    format!("{reason}-{:016x}", hasher.finish())
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -762,6 +775,16 @@ mod tests {
             panic!("labelled host-config is present");
         };
         assert_eq!(config.local_platforms.len(), 1);
+    }
+
+    #[test]
+    fn events_with_different_notes_are_different_actions() {
+        let a = event_action("Allocated", "allocated host h1");
+        assert_eq!(a, event_action("Allocated", "allocated host h1"));
+        assert_ne!(a, event_action("Allocated", "allocated host h2"));
+        assert!(a.starts_with("Allocated-"));
+        // events.k8s.io caps `action` at 128 characters.
+        assert!(event_action("ProvisioningFailed", &"x".repeat(5000)).len() <= 128);
     }
 
     #[test]

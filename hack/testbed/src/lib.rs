@@ -39,7 +39,10 @@ use test_hosts::TestHost;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod observe;
+
 pub use kube_sim;
+pub use observe::SeenEvent;
 pub use test_hosts;
 
 mod capacity;
@@ -486,6 +489,15 @@ impl Testbed {
     pub async fn delete(&self, name: &str) -> Result<(), Error> {
         self.taskruns()
             .delete(name, &DeleteParams::default())
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a JSON merge patch to the TaskRun, as another controller or a user
+    /// would (foreign labels, annotations, finalizers).
+    pub async fn patch_taskrun(&self, name: &str, patch: serde_json::Value) -> Result<(), Error> {
+        self.taskruns()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         Ok(())
     }
