@@ -38,7 +38,10 @@ use test_hosts::TestHost;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod process;
+
 pub use kube_sim;
+pub use process::{ControllerProcess, Memory, cpu_time};
 pub use test_hosts;
 
 /// How long the waits of this crate wait by default.
@@ -348,6 +351,17 @@ impl Testbed {
             task,
         });
         Ok(self.controllers.len() - 1)
+    }
+
+    /// Starts the real controller binary (`multi-platform-controller run`) as its own
+    /// process against this environment, with this namespace as its own. It watches
+    /// TaskRuns in every namespace, as deployed.
+    pub fn spawn_controller_process(
+        &self,
+        binary: &std::path::Path,
+        args: &[&str],
+    ) -> Result<ControllerProcess, Error> {
+        ControllerProcess::start(binary, self.env.kubeconfig_path(), self.namespace(), args)
     }
 
     /// A running controller.
