@@ -524,7 +524,7 @@ fn shorten_key(value: &str) -> String {
     value
         .split(' ')
         .map(|word| {
-            if word.len() > 40 && word.starts_with("AAAA") {
+            if word.len() > 40 && word.is_ascii() && word.starts_with("AAAA") {
                 format!("{}…{}", &word[..12], &word[word.len() - 8..])
             } else {
                 word.to_owned()
@@ -635,4 +635,34 @@ async fn taskrun_events(bed: &Testbed, wait: Duration) -> Step<Vec<String>> {
             .then_some(lines)
     };
     Ok(kube_sim::wait_for(wait, "the Released Event", list).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_base64_words_are_shortened_and_the_rest_is_kept() {
+        let key = format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5{} host-1", "x".repeat(40));
+        assert_eq!(
+            shorten_key(&key),
+            "ssh-ed25519 AAAAC3NzaC1l…xxxxxxxx host-1"
+        );
+        assert_eq!(shorten_key("127.0.0.9 short"), "127.0.0.9 short");
+    }
+
+    #[test]
+    fn a_host_is_up_only_when_its_own_gauge_is_one() {
+        let metrics = "multi_platform_controller_host_up{host=\"a\",platform=\"linux/amd64\"} 1\n\
+                       multi_platform_controller_host_up{host=\"b\",platform=\"linux/amd64\"} 0\n";
+        assert!(host_up(metrics, "a"));
+        assert!(!host_up(metrics, "b"));
+        assert!(!host_up(metrics, "c"));
+    }
+
+    #[test]
+    fn the_machine_platform_is_a_linux_platform() {
+        assert!(machine_platform().starts_with("linux/"));
+        assert!(multi_platform_controller::platform::Platform::parse(&machine_platform()).is_ok());
+    }
 }
