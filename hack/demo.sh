@@ -42,4 +42,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 echo "==> building and starting the demo (the first build takes a few minutes)"
-exec cargo run --quiet --release -p testbed --bin demo -- "$@"
+exec cargo run --release -p testbed --bin demo -- "$@"
