@@ -6,7 +6,6 @@
 //! default of 200 users). Both sides alternate user by user, so load from other
 //! processes on the machine hits them alike.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use multi_platform_controller::naming::UserName;
@@ -15,6 +14,10 @@ use multi_platform_controller::remote::{
     parse_host_key,
 };
 use test_hosts::TestHost;
+
+#[path = "common/floor.rs"]
+mod floor;
+use floor::ControlMaster;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,7 +56,8 @@ fn main() -> Result<(), BoxError> {
         let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
         runtime.block_on(pool.provision(&target, &request))?;
         runtime.block_on(pool.cleanup(&target, &user))?;
-        master.provision_and_delete(&user, request.authorized_key())?;
+        master.provision(&user, request.authorized_key())?;
+        master.delete(&user)?;
     }
 
     let mut ours = Timings::default();
@@ -70,7 +74,9 @@ fn main() -> Result<(), BoxError> {
 
         let user = UserName::for_taskrun(&format!("floor-{i}"), "bench");
         let request = ProvisionRequest::new(user.clone(), key.public_key(), expires, &[])?;
-        floor.push(master.provision_and_delete(&user, request.authorized_key())?);
+        let provisioned = master.provision(&user, request.authorized_key())?;
+        let deleted = master.delete(&user)?;
+        floor.record(provisioned, provisioned + deleted);
     }
     let leftover = host.build_users()?;
     if !leftover.is_empty() {
@@ -99,12 +105,13 @@ fn main() -> Result<(), BoxError> {
 
     println!(
         "ssh_provisioning: {users} users, one host (sshd {}), sequential",
-        sshd_version()
+        floor::openssh_version()
     );
     println!("                       p50        p95       mean");
     ours.print("ours  provision", &ours.provision);
     ours.print("ours  + cleanup", &ours.total);
-    floor.print("floor (ssh -S)", &floor.total);
+    floor.print("floor provision", &floor.provision);
+    floor.print("floor + userdel", &floor.total);
     let ratio = ours.p(&ours.total, 50).as_secs_f64() / floor.p(&floor.total, 50).as_secs_f64();
     println!("ours/floor at p50: {ratio:.2}x (goal: <= 1.5x)");
     println!(
@@ -124,10 +131,6 @@ struct Timings {
 impl Timings {
     fn record(&mut self, provision: Duration, total: Duration) {
         self.provision.push(provision);
-        self.total.push(total);
-    }
-
-    fn push(&mut self, total: Duration) {
         self.total.push(total);
     }
 
@@ -152,105 +155,4 @@ impl Timings {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn sshd_version() -> String {
-    Command::new("ssh")
-        .arg("-V")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// An OpenSSH client master connection; commands reuse it through its socket.
-struct ControlMaster {
-    socket: std::path::PathBuf,
-    destination: String,
-    key: std::path::PathBuf,
-    known_hosts: std::path::PathBuf,
-}
-
-impl ControlMaster {
-    fn start(host: &TestHost) -> Result<Self, BoxError> {
-        let master = ControlMaster {
-            socket: host.dir().join("bench.ctl"),
-            destination: format!("root@{}", host.address()),
-            key: host.root().private_key_path.clone(),
-            known_hosts: host.known_hosts_path(),
-        };
-        let status = master
-            .ssh()
-            .args(["-M", "-N", "-f", "-o", "ControlPersist=yes"])
-            .arg(&master.destination)
-            .status()?;
-        if !status.success() {
-            return Err("cannot start the ssh ControlMaster".into());
-        }
-        Ok(master)
-    }
-
-    fn ssh(&self) -> Command {
-        let mut ssh = Command::new("ssh");
-        ssh.args(["-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-i"])
-            .arg(&self.key)
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .arg("-S")
-            .arg(&self.socket);
-        ssh
-    }
-
-    /// The floor: useradd + authorized_keys, then userdel, each one ssh exec.
-    fn provision_and_delete(
-        &self,
-        user: &UserName,
-        authorized_key: &str,
-    ) -> Result<Duration, BoxError> {
-        let started = Instant::now();
-        let create = format!(
-            "useradd --create-home --user-group --shell /bin/bash --password '*' {user} \
-             && chmod 700 /home/{user} && mkdir -m 700 /home/{user}/.ssh \
-             && cat > /home/{user}/.ssh/authorized_keys \
-             && chmod 600 /home/{user}/.ssh/authorized_keys \
-             && chown -R {user}: /home/{user}/.ssh"
-        );
-        self.run(&create, authorized_key)?;
-        self.run(&format!("userdel --remove {user}"), "")?;
-        Ok(started.elapsed())
-    }
-
-    fn run(&self, command: &str, stdin: &str) -> Result<(), BoxError> {
-        use std::io::Write;
-        let mut child = self
-            .ssh()
-            .arg(&self.destination)
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut pipe) = child.stdin.take() {
-            writeln!(pipe, "{stdin}")?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(format!(
-                "floor command failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ControlMaster {
-    fn drop(&mut self) {
-        let _ = self
-            .ssh()
-            .args(["-O", "exit"])
-            .arg(&self.destination)
-            .stderr(Stdio::null())
-            .status();
-    }
 }

@@ -224,9 +224,12 @@ impl Runner {
             Some(only) => Api::<TaskRun>::namespaced(client.clone(), only),
             None => Api::<TaskRun>::all(client.clone()),
         };
+        // Pages of 100, not kube's 500: each page's JSON is buffered whole while it is
+        // parsed, and with real TaskRuns (~10 KB each) those buffers set the peak RSS
+        // (`cargo bench --bench controller`: 10 000 TaskRuns 58.9 → 52.2 MiB).
         let taskrun_events = reflector(
             writer,
-            watcher(taskrun_api, watcher::Config::default())
+            watcher(taskrun_api, watcher::Config::default().page_size(100))
                 .modify(|tr| *tr = std::mem::take(tr).strip_for_cache()),
         )
         .default_backoff()

@@ -40,9 +40,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod observe;
+pub mod process;
 
 pub use kube_sim;
 pub use observe::SeenEvent;
+pub use process::{ControllerProcess, Memory, cpu_time};
 pub use test_hosts;
 
 mod capacity;
@@ -169,25 +171,47 @@ impl Testbed {
     /// No controller runs yet. Host names get no suffix on kube-sim; on a real cluster
     /// they are unique per namespace anyway because everything lives in the test's own.
     pub async fn start(prefix: &str, specs: Vec<HostSpec>) -> Result<Testbed, Error> {
-        let env = TestEnv::start(prefix).await?;
-        env.ensure_taskrun_crd().await?;
-        let started = test_hosts::start_hosts(specs.len())?;
-        let hosts = specs
-            .into_iter()
-            .zip(started)
-            .map(|(spec, host)| BuildHost { spec, host })
-            .collect();
-        let bed = Testbed {
-            env,
-            hosts,
-            controllers: Vec::new(),
-            wait: DEFAULT_WAIT,
-        };
-        for host in &bed.hosts {
-            bed.put_admin_secret(host).await?;
-        }
+        let mut bed = Testbed::start_empty(prefix).await?;
+        bed.add_hosts(specs)?;
+        bed.create_admin_secrets().await?;
         bed.apply_host_config(bed.host_config_data()).await?;
         Ok(bed)
+    }
+
+    /// Starts the environment alone (kube-sim or the cluster, with the TaskRun CRD): no
+    /// hosts, no Secrets, no host-config — for callers that show each step, like the demo.
+    pub async fn start_empty(prefix: &str) -> Result<Testbed, Error> {
+        let env = TestEnv::start(prefix).await?;
+        env.ensure_taskrun_crd().await?;
+        Ok(Testbed {
+            env,
+            hosts: Vec::new(),
+            controllers: Vec::new(),
+            wait: DEFAULT_WAIT,
+        })
+    }
+
+    /// Starts sshd build hosts for `specs` (in parallel). Their admin Secrets and
+    /// host-config entries are not written yet: see [`Testbed::create_admin_secrets`]
+    /// and [`Testbed::apply_host_config`].
+    pub fn add_hosts(&mut self, specs: Vec<HostSpec>) -> Result<(), Error> {
+        let started = test_hosts::start_hosts(specs.len())?;
+        self.hosts.extend(
+            specs
+                .into_iter()
+                .zip(started)
+                .map(|(spec, host)| BuildHost { spec, host }),
+        );
+        Ok(())
+    }
+
+    /// Creates the labelled admin-key Secret of every host (named by
+    /// [`Testbed::admin_secret_name`]), as a cluster admin does.
+    pub async fn create_admin_secrets(&self) -> Result<(), Error> {
+        for host in &self.hosts {
+            self.put_admin_secret(host).await?;
+        }
+        Ok(())
     }
 
     /// Changes how long the `wait_*` methods wait.
@@ -218,7 +242,8 @@ impl Testbed {
             .unwrap_or_else(|| panic!("no build host {name}"))
     }
 
-    fn admin_secret_name(host: &BuildHost) -> String {
+    /// The name of a host's admin-key Secret (`host.<name>.secret`).
+    pub fn admin_secret_name(host: &BuildHost) -> String {
         format!("{}-admin-key", host.spec.name)
     }
 
@@ -346,6 +371,17 @@ impl Testbed {
             task: Some(task),
         });
         Ok(self.controllers.len() - 1)
+    }
+
+    /// Starts the real controller binary (`multi-platform-controller run`) as its own
+    /// process against this environment, with this namespace as its own. It watches
+    /// TaskRuns in every namespace, as deployed.
+    pub fn spawn_controller_process(
+        &self,
+        binary: &std::path::Path,
+        args: &[&str],
+    ) -> Result<ControllerProcess, Error> {
+        ControllerProcess::start(binary, self.env.kubeconfig_path(), self.namespace(), args)
     }
 
     /// A running controller.
