@@ -50,16 +50,13 @@ pub fn remove_finalizer(current: &[String]) -> Option<Patch> {
     ]))
 }
 
-/// Merge patch recording an allocation: the `assigned-host` and `target-platform`
-/// labels, no waiting label, the failed hosts so far, and the allocation start time
-/// (the recorded one, else now).
-pub fn mark_allocated(
-    host: &str,
-    platform: &Platform,
+/// The annotations an allocation and a wait both record: the allocation start time and
+/// the failed hosts so far.
+fn queue_annotations(
     failed: &[String],
     allocation_started: Option<i64>,
     now_unix: i64,
-) -> Value {
+) -> Map<String, Value> {
     let mut annotations = Map::new();
     // Always written: the core fills in the start it decided (or read back from this
     // annotation), so a recorded start is written again unchanged, never replaced.
@@ -70,6 +67,20 @@ pub fn mark_allocated(
     if !failed.is_empty() {
         annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
     }
+    annotations
+}
+
+/// Merge patch recording an allocation: the `assigned-host` and `target-platform`
+/// labels, no waiting label, the failed hosts so far, and the allocation start time
+/// (the recorded one, else now).
+pub fn mark_allocated(
+    host: &str,
+    platform: &Platform,
+    failed: &[String],
+    allocation_started: Option<i64>,
+    now_unix: i64,
+) -> Value {
+    let annotations = queue_annotations(failed, allocation_started, now_unix);
     json!({"metadata": {
         "labels": {
             ASSIGNED_HOST_LABEL: host,
@@ -89,16 +100,7 @@ pub fn mark_waiting(
     allocation_started: Option<i64>,
     now_unix: i64,
 ) -> Value {
-    let mut annotations = Map::new();
-    // Always written: the core fills in the start it decided (or read back from this
-    // annotation), so a recorded start is written again unchanged, never replaced.
-    annotations.insert(
-        ALLOCATION_START_TIME_ANNOTATION.into(),
-        json!(allocation_started.unwrap_or(now_unix).to_string()),
-    );
-    if !failed.is_empty() {
-        annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
-    }
+    let annotations = queue_annotations(failed, allocation_started, now_unix);
     json!({"metadata": {
         "labels": {
             WAITING_FOR_PLATFORM_LABEL: platform.label_value(),

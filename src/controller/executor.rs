@@ -13,18 +13,20 @@ use super::core::{
     FailOrder, HostFailure, HostFailureKind, ProvisionOrder, ReleaseOrder, Report, TaskRunOrder,
     WaitOrder,
 };
-use super::targets::{AdminKeys, target};
+use super::targets::{AdminKeys, TargetError, target};
 use crate::allocation::TaskRunKey;
 use crate::cluster::io::{ClusterError, ClusterWriter};
 use crate::cluster::patches;
 use crate::cluster::secrets::{self, HostAccess, SecretOwner};
-use crate::config::HostName;
+use crate::config::{Host, HostKeyChecking, HostName};
 use crate::metrics::Metrics;
 use crate::naming::{
     ASSIGNED_HOST_LABEL, LOCALHOST, TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL, secret_keys,
     secret_name,
 };
-use crate::remote::{self, FailureClass, KnownHosts, ProvisionRequest, RemoteError, SshPool};
+use crate::remote::{
+    self, FailureClass, HostTarget, KnownHosts, ProvisionRequest, RemoteError, SshPool,
+};
 
 /// What the executor needs to carry out commands.
 #[derive(Clone)]
@@ -113,12 +115,7 @@ impl Executor {
             Err(err) => return api_report(err),
         }
 
-        let target = match target(
-            host,
-            order.host_key_checking,
-            &self.admin_keys,
-            &self.known_hosts,
-        ) {
+        let target = match self.target(host, order.host_key_checking) {
             Ok(t) => t,
             Err(e) => {
                 return self
@@ -254,16 +251,15 @@ impl Executor {
         Report::Done
     }
 
+    /// The SSH target of `host` with this executor's admin keys and known hosts.
+    fn target(&self, host: &Host, checking: HostKeyChecking) -> Result<HostTarget, TargetError> {
+        target(host, checking, &self.admin_keys, &self.known_hosts)
+    }
     /// Cleans the host, deletes the Secret, drops our labels and finalizer.
     pub async fn release(&self, order: &ReleaseOrder) -> Report {
         let key = &order.key;
         if let Some(host) = &order.host {
-            let target = match target(
-                host,
-                order.host_key_checking,
-                &self.admin_keys,
-                &self.known_hosts,
-            ) {
+            let target = match self.target(host, order.host_key_checking) {
                 Ok(t) => t,
                 Err(e) => {
                     self.metrics.host_cleanup_failed(host.name.as_str());
