@@ -6,20 +6,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The shared fixture folder: `$TASKGEN_FIXTURES`, else `<workspace>/../shared/fixtures/taskgen`
-/// (CI's layout), else the first `shared/fixtures/taskgen` further up (a worktree under
-/// `wt/`). When none exists the expected CI path is returned, so tests fail naming it.
+/// The upstream fixture folder: `$TASKGEN_FIXTURES`, else the copy in this crate
+/// (`tests/fixtures/upstream`, unmodified upstream files; see its README.txt).
 pub fn fixtures_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TASKGEN_FIXTURES") {
-        return PathBuf::from(dir);
+    match std::env::var_os("TASKGEN_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream"),
     }
-    let root = workspace_root();
-    let expected = root.join("../shared/fixtures/taskgen");
-    root.ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/fixtures/taskgen"))
-        .find(|dir| dir.is_dir())
-        .unwrap_or(expected)
 }
 
 /// The workspace root (parent of this crate).
