@@ -603,6 +603,22 @@ impl State {
         let scope = scope_of(info, status);
         let now = object::now_rfc3339();
         let key = key_for(info, ns, name);
+        // Both branches apply the body to a base object: the live one, or a bare skeleton.
+        let apply_to = |base: &Value, entries| {
+            managed::apply(
+                base,
+                body,
+                entries,
+                &opts.manager,
+                &api_version,
+                opts.force,
+                scope,
+                &now,
+            )
+            .map_err(|c| {
+                ApiError::conflict_apply(info, name, &managed::conflict_message(&c, &api_version))
+            })
+        };
         match self.get(&info.storage_resource(), &key) {
             None => {
                 if status {
@@ -610,23 +626,7 @@ impl State {
                 }
                 let skeleton = json!({"apiVersion": api_version, "kind": info.kind,
                     "metadata": {"name": name}});
-                let applied = managed::apply(
-                    &skeleton,
-                    body,
-                    Vec::new(),
-                    &opts.manager,
-                    &api_version,
-                    opts.force,
-                    scope,
-                    &now,
-                )
-                .map_err(|c| {
-                    ApiError::conflict_apply(
-                        info,
-                        name,
-                        &managed::conflict_message(&c, &api_version),
-                    )
-                })?;
+                let applied = apply_to(&skeleton, Vec::new())?;
                 let sinfo = self.storage_row(info)?;
                 let object = crate::convert::to_storage(&applied.object, info);
                 self.create(&sinfo, ns, object, opts, Some(applied.entries))
@@ -639,23 +639,7 @@ impl State {
                 }
                 let mut live = crate::convert::to_served(&current.value, info);
                 live["apiVersion"] = json!(api_version);
-                let applied = managed::apply(
-                    &live,
-                    body,
-                    managed::read_entries(&current.value),
-                    &opts.manager,
-                    &api_version,
-                    opts.force,
-                    scope,
-                    &now,
-                )
-                .map_err(|c| {
-                    ApiError::conflict_apply(
-                        info,
-                        name,
-                        &managed::conflict_message(&c, &api_version),
-                    )
-                })?;
+                let applied = apply_to(&live, managed::read_entries(&current.value))?;
                 let sinfo = self.storage_row(info)?;
                 let object = crate::convert::to_storage(&applied.object, info);
                 self.finish_update(
