@@ -40,7 +40,8 @@ fn every_fixture_folder_is_known_and_present() {
     let present: BTreeSet<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| {
             panic!(
-                "fixture folder {} is missing ({e}); set TASKGEN_FIXTURES to the taskgen fixtures",
+                "fixture folder {} cannot be read ({e}); it is ../shared/fixtures/taskgen \
+                 beside the repository, or set TASKGEN_FIXTURES to the taskgen fixtures",
                 dir.display()
             )
         })

@@ -6,13 +6,23 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The upstream fixture folder: `$TASKGEN_FIXTURES`, else the copy in this crate
-/// (`tests/fixtures/upstream`, unmodified upstream files; see its README.txt).
+/// The upstream fixture folder: `$TASKGEN_FIXTURES`, else `../shared/fixtures/taskgen`
+/// beside the workspace (unmodified upstream files, provenance in its README.txt). They
+/// are not copied into this repository; every development machine and CI has them there.
+/// Panics with the path it looked at when the folder is missing.
 pub fn fixtures_dir() -> PathBuf {
-    match std::env::var_os("TASKGEN_FIXTURES") {
+    let dir = match std::env::var_os("TASKGEN_FIXTURES") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream"),
-    }
+        None => workspace_root().join("../shared/fixtures/taskgen"),
+    };
+    assert!(
+        dir.join("README.txt").is_file(),
+        "the upstream taskgen fixtures are missing: expected them in {} (the shared \
+         fixtures beside the repository, ../shared/fixtures/taskgen), or set TASKGEN_FIXTURES \
+         to a copy",
+        dir.display()
+    );
+    dir
 }
 
 /// The workspace root (parent of this crate).

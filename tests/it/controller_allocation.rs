@@ -2,9 +2,9 @@
 //! Waiting Event with the queue position) and hands freed slots on strictly in creation
 //! order; cancelling or deleting a TaskRun, running or waiting, frees what it held.
 
-mod common_controller;
 
-use common_controller::{
+
+use crate::common_controller::{
     assert_hosts_clean, assert_login_works, assert_never_allocated, assert_waiting,
     bed_with_controller, created_secs, event_reasons, user, wait_first_served, wait_not_waiting,
     wait_past_creation_of, wait_served_on,

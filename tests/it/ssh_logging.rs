@@ -1,12 +1,12 @@
 //! Key material never reaches the logs, at any level, including russh's own `log`
 //! records. A separate test binary: it installs the process-wide subscriber.
 
-mod common;
+
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use multi_platform_controller::remote::HostKeyPolicy;
 
 /// Collects everything every subscriber layer writes.

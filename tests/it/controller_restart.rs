@@ -3,11 +3,11 @@
 //! twice, every TaskRun served or released; and a deletion the TaskRun watch never
 //! delivered is learnt from the re-list.
 
-mod common_controller;
+
 
 use std::time::Duration;
 
-use common_controller::{
+use crate::common_controller::{
     assert_hosts_clean, assert_login_works, assert_never_allocated, assert_waiting,
     bed_with_controller, user, wait_first_served, wait_served_on,
 };

@@ -1,12 +1,12 @@
 //! Provisioning and cleanup of build users against real OpenSSH sshd hosts, checked the
 //! way a build sees them: through the OpenSSH client with the issued key.
 
-mod common;
+
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use multi_platform_controller::remote::{
     AdminKey, FailureClass, LoginOutcome, Privilege, RemoteError,
 };
@@ -196,7 +196,7 @@ async fn try_login_tells_an_accepted_key_from_a_refused_one() {
     );
     assert_eq!(accepted_logins(&host, u.as_str()), 1, "{}", host.sshd_log());
     // The host key is checked as for the admin: a wrong pin is an error, never a login.
-    let other = common::host();
+    let other = crate::common::host();
     let wrong_pin = target_as(&host, host.root(), pinned(&other));
     let err = pool
         .try_login(&wrong_pin, u.as_str(), &as_login_key(&k))

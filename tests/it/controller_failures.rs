@@ -4,11 +4,11 @@
 //! for its host (or, for a deleted TaskRun, leaves the user to the reaper). API writes
 //! that fail (injected 500s and 409s) only delay the work; a stale Secret is replaced.
 
-mod common_controller;
+
 
 use std::time::Duration;
 
-use common_controller::{
+use crate::common_controller::{
     assert_error_shape, assert_hosts_clean, assert_login_works, bed_with_controller, user,
     wait_error_secret, wait_served_on,
 };

@@ -6,13 +6,13 @@
 //! users than the host's concurrency; every TaskRun must get a Secret whose key logs in;
 //! at the end nothing may be left.
 
-mod common_controller;
+
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common_controller::Rng;
+use crate::common_controller::Rng;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};

@@ -1,13 +1,13 @@
 //! The connection side against real sshd hosts: host-key checking, admin keys,
 //! timeouts and reconnects.
 
-mod common;
+
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use multi_platform_controller::remote::{
     AdminKey, FailureClass, HostKeyPolicy, KnownHosts, MemoryKnownHosts, Phase, PoolConfig,
     RemoteError, SshPool, fingerprint, parse_host_key,

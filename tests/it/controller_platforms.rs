@@ -3,11 +3,11 @@
 //! a local platform gets `host: localhost`; a missing host-config makes new TaskRuns
 //! wait until it exists, and fails them after the grace period if it never comes.
 
-mod common_controller;
+
 
 use std::time::Duration;
 
-use common_controller::{
+use crate::common_controller::{
     assert_error_shape, assert_hosts_clean, assert_login_works, bed_with_controller,
     wait_error_secret, wait_served_on,
 };
