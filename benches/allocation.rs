@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use multi_platform_controller::allocation::{
+use mpc_core::allocation::{
     Decision, Ledger, Placement, RecordedTaskRun, TaskRunKey, TaskRunRequest,
 };
-use multi_platform_controller::config::{self, HostName, PoolConfig};
-use multi_platform_controller::platform::Platform;
+use mpc_core::config::{self, HostName, PoolConfig};
+use mpc_core::platform::Platform;
 
 const PLATFORMS: usize = 20;
 const HOSTS: usize = 500;

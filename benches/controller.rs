@@ -29,12 +29,12 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use multi_platform_controller::naming::{
+use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, SECRET_PREFIX, TARGET_PLATFORM_LABEL, UserName,
     WAITING_FOR_PLATFORM_LABEL, secret_name,
 };
+use multi_platform_controller::cluster::TaskRunObject;
 use multi_platform_controller::remote::{ProvisionRequest, generate};
-use multi_platform_controller::taskrun::TaskRun;
 use serde_json::json;
 use testbed::kube_sim::crds::taskrun_api_resource;
 use testbed::{HostSpec, Testbed, cpu_time};
@@ -320,7 +320,7 @@ impl Tracker {
         // TaskRuns: the assigned-host label, and the finalizer dropped after the Secret.
         {
             let (tracker, synced) = (Arc::clone(&tracker), synced_tx);
-            let taskruns = Api::<TaskRun>::namespaced(client, &ns);
+            let taskruns = Api::<TaskRunObject>::namespaced(client, &ns);
             tokio::spawn(async move {
                 let mut events = watcher(taskruns, watcher::Config::default()).boxed();
                 while let Some(event) = events.next().await {
@@ -367,7 +367,7 @@ impl Tracker {
         })
     }
 
-    fn taskrun_seen(&self, tr: &TaskRun) {
+    fn taskrun_seen(&self, tr: &TaskRunObject) {
         let now = self.now();
         let Some(name) = tr.metadata.name.as_deref() else {
             return;

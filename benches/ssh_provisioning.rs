@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use multi_platform_controller::naming::UserName;
+use mpc_core::naming::UserName;
 use multi_platform_controller::remote::{
     AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, generate,
     parse_host_key,

@@ -1,18 +1,16 @@
 //! multi-platform-controller: gives Tekton TaskRuns SSH access to build hosts of
 //! other CPU architectures.
 //!
-//! The crate is a functional core (pure decisions over plain data) wrapped in thin
-//! Kubernetes and SSH shells; see `ARCHITECTURE` in the README.
+//! This crate is the imperative shell around [`mpc_core`], where every decision lives
+//! as a pure function over plain data: it watches the cluster, hands what it saw to the
+//! core, and carries out what the core answers against the Kubernetes API
+//! ([`cluster`]) and build hosts over SSH ([`remote`]). See "How it works" in the
+//! README and `docs/contract.md` for the behaviour.
 
-pub mod allocation;
 pub mod cluster;
-pub mod config;
 pub mod controller;
 pub mod doctor;
 pub mod logging;
 pub mod metrics;
-pub mod naming;
-pub mod platform;
 pub mod remote;
 pub mod server;
-pub mod taskrun;

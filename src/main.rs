@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use multi_platform_controller::config::report;
+use mpc_core::config::report;
+use mpc_core::naming::DEFAULT_CONTROLLER_NAMESPACE;
 use multi_platform_controller::controller::leader::LeaderElection;
 use multi_platform_controller::controller::{RunSettings, run};
 use multi_platform_controller::doctor;
 use multi_platform_controller::logging::{self, LogFormat};
 use multi_platform_controller::metrics::Metrics;
-use multi_platform_controller::naming::DEFAULT_CONTROLLER_NAMESPACE;
 use multi_platform_controller::server::{self, Health};
 
 /// Gives Tekton TaskRuns SSH access to build hosts of other CPU architectures.

@@ -4,7 +4,7 @@
 //! gauges with a `platform` label, in the classic text format (counters without a
 //! `_total` suffix); this module reproduces those names, help texts and buckets and adds
 //! per-host gauges. What is counted is decided by the controller core
-//! ([`crate::controller::core::Metric`]), so a success is never counted on a failure and
+//! ([`mpc_core::machine::Metric`]), so a success is never counted on a failure and
 //! nothing twice; gauges are set from [`Gauges`] snapshots, so they drop back to zero.
 
 use std::collections::BTreeSet;
@@ -15,7 +15,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::controller::core::{Gauges, Metric};
+use mpc_core::machine::{Gauges, Metric};
 
 const SUBSYSTEM: &str = "multi_platform_controller";
 /// Buckets of the allocation and wait histograms (the Go controller's `smallBuckets`).
@@ -322,8 +322,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::core::{HostGauge, PlatformGauge};
-    use crate::platform::Platform;
+    use mpc_core::machine::{HostGauge, PlatformGauge};
+    use mpc_core::platform::Platform;
 
     fn arm() -> Platform {
         Platform::parse("linux/arm64").unwrap()

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multi_platform_controller::naming::UserName;
+use mpc_core::naming::UserName;
 use test_hosts::TestHost;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -7,9 +7,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use super::patches;
-use crate::allocation::TaskRunKey;
-use crate::taskrun::TaskRun;
+use crate::cluster::TaskRunObject;
+use mpc_core::allocation::TaskRunKey;
+use mpc_core::cluster::patches;
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "multi-platform-controller";
@@ -56,7 +56,7 @@ impl ClusterWriter {
         ClusterWriter { client }
     }
 
-    fn taskruns(&self, key: &TaskRunKey) -> Api<TaskRun> {
+    fn taskruns(&self, key: &TaskRunKey) -> Api<TaskRunObject> {
         Api::namespaced(self.client.clone(), &key.namespace)
     }
 

@@ -1,8 +1,7 @@
-//! The Kubernetes side of the controller: what it writes to the API server.
-//!
-//! `patches` and `secrets` build the objects as plain data (tested without a cluster);
-//! `io` sends them.
+//! The Kubernetes side of the controller: what it reads from and writes to the API
+//! server. The objects themselves are built as plain data in [`mpc_core::cluster`].
 
 pub mod io;
-pub mod patches;
-pub mod secrets;
+pub mod taskrun;
+
+pub use taskrun::TaskRunObject;

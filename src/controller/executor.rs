@@ -9,23 +9,23 @@ use k8s_openapi::api::core::v1::Secret;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::core::{
+use super::targets::{AdminKeys, TargetError, target};
+use crate::cluster::io::{ClusterError, ClusterWriter};
+use crate::metrics::Metrics;
+use crate::remote::{
+    self, FailureClass, HostTarget, KnownHosts, ProvisionRequest, RemoteError, SshPool,
+};
+use mpc_core::allocation::TaskRunKey;
+use mpc_core::cluster::patches;
+use mpc_core::cluster::secrets::{self, HostAccess, SecretOwner};
+use mpc_core::config::{Host, HostKeyChecking, HostName};
+use mpc_core::machine::{
     FailOrder, HostFailure, HostFailureKind, ProvisionOrder, ReleaseOrder, Report, TaskRunOrder,
     WaitOrder,
 };
-use super::targets::{AdminKeys, TargetError, target};
-use crate::allocation::TaskRunKey;
-use crate::cluster::io::{ClusterError, ClusterWriter};
-use crate::cluster::patches;
-use crate::cluster::secrets::{self, HostAccess, SecretOwner};
-use crate::config::{Host, HostKeyChecking, HostName};
-use crate::metrics::Metrics;
-use crate::naming::{
+use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, LOCALHOST, TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL, secret_keys,
     secret_name,
-};
-use crate::remote::{
-    self, FailureClass, HostTarget, KnownHosts, ProvisionRequest, RemoteError, SshPool,
 };
 
 /// What the executor needs to carry out commands.
@@ -335,8 +335,8 @@ fn known_hosts_entry(address: &str, port: u16, key: &russh::keys::PublicKey) -> 
 }
 
 /// The TaskRun a report is about.
-pub fn command_key(command: &super::core::Command) -> Option<&TaskRunKey> {
-    use super::core::Command;
+pub fn command_key(command: &mpc_core::machine::Command) -> Option<&TaskRunKey> {
+    use mpc_core::machine::Command;
     match command {
         Command::Provision(o) => Some(&o.taskrun.key),
         Command::Wait(o) => Some(&o.taskrun.key),

@@ -17,9 +17,9 @@ use russh::keys::PublicKey;
 use serde_json::json;
 
 use crate::cluster::io::FIELD_MANAGER;
-use crate::naming::KNOWN_HOSTS_CONFIG_NAME;
 use crate::remote::keys::parse_host_key;
 use crate::remote::{KnownHosts, KnownHostsError};
+use mpc_core::naming::KNOWN_HOSTS_CONFIG_NAME;
 
 /// Attempts at a write that lost a race with another writer.
 const ATTEMPTS: usize = 5;

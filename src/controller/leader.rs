@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::naming::LEASE_NAME;
+use mpc_core::naming::LEASE_NAME;
 
 /// How long a release on shutdown may take.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);

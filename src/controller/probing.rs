@@ -15,10 +15,10 @@ use tracing::{debug, info, warn};
 
 use super::executor::failure_kind;
 use super::targets::{AdminKeys, target};
-use crate::config::{Host, HostKeyChecking, HostName};
 use crate::metrics::Metrics;
-use crate::naming::UserName;
 use crate::remote::{KnownHosts, SshPool};
+use mpc_core::config::{Host, HostKeyChecking, HostName};
+use mpc_core::naming::UserName;
 
 /// First and longest wait between probes of a host that does not answer.
 const PROBE_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));

@@ -23,20 +23,22 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{error, info, warn};
 
-use super::core::{Command, ConfigInput, Core, CoreSettings, EventOrder, Input, Observed, Report};
 use super::executor::Executor;
 use super::known_hosts::ConfigMapKnownHosts;
 use super::leader::{LeaderElection, Leadership};
 use super::probing::{Directory, HostCare, HostNews};
 use super::targets::AdminKeys;
-use crate::allocation::TaskRunKey;
+use crate::cluster::TaskRunObject;
 use crate::cluster::io::ClusterWriter;
-use crate::config::{self, HostName, Severity};
 use crate::metrics::Metrics;
-use crate::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, SECRET_LABEL, UserName};
 use crate::remote::{self, KnownHosts, SshPool};
 use crate::server::Health;
-use crate::taskrun::TaskRun;
+use mpc_core::allocation::TaskRunKey;
+use mpc_core::config::{self, HostName, Severity};
+use mpc_core::machine::{
+    Command, ConfigInput, Core, CoreSettings, EventOrder, Input, Observed, Report,
+};
+use mpc_core::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, SECRET_LABEL, UserName};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -184,8 +186,8 @@ struct Runner {
     client: Client,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    taskrun_events: WatchStream<TaskRun>,
-    taskruns: Store<TaskRun>,
+    taskrun_events: WatchStream<TaskRunObject>,
+    taskruns: Store<TaskRunObject>,
     taskruns_synced: bool,
     config_events: WatchStream<ConfigMap>,
     config_during_init: Option<ConfigMap>,
@@ -219,10 +221,10 @@ impl Runner {
     ) -> Self {
         let ns = settings.namespace.clone();
         // TaskRuns in all namespaces, stripped to the fields the controller reads.
-        let (taskruns, writer) = reflector::store::<TaskRun>();
+        let (taskruns, writer) = reflector::store::<TaskRunObject>();
         let taskrun_api = match &settings.taskrun_namespace {
-            Some(only) => Api::<TaskRun>::namespaced(client.clone(), only),
-            None => Api::<TaskRun>::all(client.clone()),
+            Some(only) => Api::<TaskRunObject>::namespaced(client.clone(), only),
+            None => Api::<TaskRunObject>::all(client.clone()),
         };
         // Pages of 100, not kube's 500: each page's JSON is buffered whole while it is
         // parsed, and with real TaskRuns (~10 KB each) those buffers set the peak RSS
@@ -335,7 +337,7 @@ impl Runner {
         }
     }
 
-    fn on_taskrun_event(&mut self, event: Result<watcher::Event<TaskRun>, watcher::Error>) {
+    fn on_taskrun_event(&mut self, event: Result<watcher::Event<TaskRunObject>, watcher::Error>) {
         let event = match event {
             Ok(event) => event,
             Err(err) => {

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::config::{Host, HostKeyChecking};
-use crate::naming::secret_keys;
 use crate::remote::{AdminKey, HostKeyPolicy, HostTarget, KnownHosts};
+use mpc_core::config::{Host, HostKeyChecking};
+use mpc_core::naming::secret_keys;
 
 /// Why a host cannot be reached with the configuration as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

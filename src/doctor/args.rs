@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::naming::DEFAULT_CONTROLLER_NAMESPACE;
+use mpc_core::naming::DEFAULT_CONTROLLER_NAMESPACE;
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]

@@ -8,12 +8,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 
 use super::facts::AdminKeyFact;
-use crate::naming::{
+use crate::cluster::TaskRunObject;
+use crate::remote::AdminKey;
+use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CONFIG_LABEL, HOST_CONFIG_NAME, KNOWN_HOSTS_CONFIG_NAME, LOCALHOST,
     SECRET_LABEL, secret_keys,
 };
-use crate::remote::AdminKey;
-use crate::taskrun::TaskRun;
 
 /// TaskRuns fetched per list request.
 const PAGE_SIZE: u32 = 500;
@@ -151,7 +151,7 @@ pub async fn known_hosts(
 
 /// TaskRuns (all namespaces) per `assigned-host` label value, `localhost` left out.
 pub async fn slots_used(client: &kube::Client) -> Result<BTreeMap<String, u32>, String> {
-    let api: Api<TaskRun> = Api::all(client.clone());
+    let api: Api<TaskRunObject> = Api::all(client.clone());
     let mut params = ListParams::default()
         .labels(ASSIGNED_HOST_LABEL)
         .limit(PAGE_SIZE);

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::PoolConfig;
-use crate::naming::UserName;
 use crate::remote::{LoginOutcome, Privilege, RemoteError};
+use mpc_core::config::PoolConfig;
+use mpc_core::naming::UserName;
 
 /// Everything observed in one doctor run.
 #[derive(Debug, Clone)]

@@ -12,14 +12,14 @@ use tokio::time::Instant;
 use super::facts::{Contact, StepError, UserTest};
 use super::known_hosts::SnapshotKnownHosts;
 use super::verdict::host_key_verified_before;
-use crate::config::Host;
-use crate::naming::UserName;
 use crate::remote::error::Phase;
-use crate::remote::script::Operation;
 use crate::remote::{
     AdminKey, HostKeyPolicy, HostTarget, KnownHosts, ProvisionRequest, RemoteError, SshPool,
     fingerprint, generate,
 };
+use mpc_core::config::Host;
+use mpc_core::host_work::script::Operation;
+use mpc_core::naming::UserName;
 
 /// Name prefix of the made-up TaskRun the throwaway user is named after.
 pub const DOCTOR_TASKRUN_PREFIX: &str = "mpc-doctor-";

@@ -13,8 +13,8 @@ use super::known_hosts::{SnapshotKnownHosts, parse_entries, remembered_key};
 use super::probe::probe_host;
 use super::report::Report;
 use super::{table, verdict};
-use crate::config::{self, Host, HostKeyChecking, PoolConfig};
 use crate::remote::{self, AdminKey, SshPool};
+use mpc_core::config::{self, Host, HostKeyChecking, PoolConfig};
 
 /// Exit status when doctor cannot run (usage, API server, no host-config).
 pub const EXIT_CANNOT_RUN: u8 = 2;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::report::{Finding, HostRow, Report, Severity};
 use super::verdict::verdict_text;
-use crate::naming::HOST_CONFIG_NAME;
+use mpc_core::naming::HOST_CONFIG_NAME;
 
 const HEADERS: [&str; 9] = [
     "HOST",

@@ -10,11 +10,11 @@ use super::report::*;
 use super::run::{render, select};
 use super::verdict::report;
 use super::{OutputFormat, table};
-use crate::config::{self, PoolConfig};
-use crate::naming::UserName;
 use crate::remote::error::Phase;
-use crate::remote::script::Operation;
 use crate::remote::{LoginOutcome, Privilege, RemoteError, UserKeyPair, generate};
+use mpc_core::config::{self, PoolConfig};
+use mpc_core::host_work::script::Operation;
+use mpc_core::naming::UserName;
 
 const NS: &str = "mpc";
 

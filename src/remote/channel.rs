@@ -5,8 +5,8 @@ use std::time::Duration;
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
 
-use crate::remote::report::RawOutput;
-use crate::remote::script::RemoteCommand;
+use mpc_core::host_work::report::RawOutput;
+use mpc_core::host_work::script::RemoteCommand;
 
 /// Most stdout kept from one command.
 const MAX_STDOUT: usize = 4 << 20;

@@ -16,10 +16,10 @@ use crate::remote::host_key::{
     HostKeyPolicy, KnownHosts, KnownHostsError, Mismatch, host_key_algorithms, verify,
 };
 use crate::remote::keys::fingerprint;
-use crate::remote::report;
-use crate::remote::script::{Operation, Privilege, RemoteCommand, WHOAMI_COMMAND};
 use crate::remote::session::PoolConfig;
 use crate::remote::target::{HostTarget, Identity};
+use mpc_core::host_work::report;
+use mpc_core::host_work::script::{Operation, Privilege, RemoteCommand, WHOAMI_COMMAND};
 
 /// An authenticated connection to one host.
 pub(crate) struct Connection {

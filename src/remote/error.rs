@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::naming::UserName;
-use crate::remote::report::ScriptFailure;
-use crate::remote::script::Operation;
+use mpc_core::host_work::report::ScriptFailure;
+use mpc_core::host_work::script::Operation;
+use mpc_core::naming::UserName;
 
 /// What the controller should do about a [`RemoteError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

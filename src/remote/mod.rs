@@ -17,7 +17,7 @@
 //! ```no_run
 //! # async fn demo(host: multi_platform_controller::remote::HostTarget) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::{Duration, SystemTime};
-//! use multi_platform_controller::naming::UserName;
+//! use mpc_core::naming::UserName;
 //! use multi_platform_controller::remote::{generate, PoolConfig, ProvisionRequest, SshPool};
 //!
 //! let pool = SshPool::new(PoolConfig::default());
@@ -37,9 +37,6 @@ pub mod error;
 pub mod host_key;
 pub mod keys;
 mod login;
-pub mod report;
-pub mod request;
-pub mod script;
 pub mod session;
 pub mod target;
 
@@ -49,8 +46,8 @@ pub use keys::{
     AdminKey, KeyError, UserKeyPair, fingerprint, generate, known_hosts_line, parse_host_key,
 };
 pub use login::LoginOutcome;
-pub use report::BuildUser;
-pub use request::{InvalidRequest, ProvisionRequest};
-pub use script::Privilege;
+pub use mpc_core::host_work::report::BuildUser;
+pub use mpc_core::host_work::request::{InvalidRequest, ProvisionRequest};
+pub use mpc_core::host_work::script::Privilege;
 pub use session::{CleanedUp, PoolConfig, ProbeReport, Provisioned, SshPool};
 pub use target::HostTarget;

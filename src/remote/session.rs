@@ -13,14 +13,14 @@ use russh::keys::PublicKey;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::naming::UserName;
 use crate::remote::channel::{ChannelError, run};
 use crate::remote::connect::{Connection, connect};
 use crate::remote::error::{Phase, RemoteError};
-use crate::remote::report::{self, BuildUser, RawOutput};
-use crate::remote::request::ProvisionRequest;
-use crate::remote::script::{self, Operation, Privilege, RemoteCommand};
 use crate::remote::target::HostTarget;
+use mpc_core::host_work::report::{self, BuildUser, RawOutput};
+use mpc_core::host_work::request::ProvisionRequest;
+use mpc_core::host_work::script::{self, Operation, Privilege, RemoteCommand};
+use mpc_core::naming::UserName;
 
 /// Timeouts and limits of an [`SshPool`].
 #[derive(Debug, Clone)]

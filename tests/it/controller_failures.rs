@@ -4,8 +4,6 @@
 //! for its host (or, for a deleted TaskRun, leaves the user to the reaper). API writes
 //! that fail (injected 500s and 409s) only delay the work; a stale Secret is replaced.
 
-
-
 use std::time::Duration;
 
 use crate::common_controller::{
@@ -16,8 +14,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube_sim::testenv::skip_on_real_cluster;
 use kube_sim::{FaultConfig, wait_until};
-use multi_platform_controller::naming::{FINALIZER, SECRET_LABEL, UserName, secret_name};
-use multi_platform_controller::taskrun::TaskRun;
+use mpc_core::naming::{FINALIZER, SECRET_LABEL, UserName, secret_name};
+use multi_platform_controller::cluster::TaskRunObject;
 use serde_json::json;
 use testbed::{DEFAULT_WAIT, HostSpec, Issued, Testbed, init_test_logging};
 
@@ -266,7 +264,7 @@ async fn taskrun_writes_failing_often_delay_but_never_break_allocation_release_o
     assert_login_works(&bed, "tf-1").await;
     bed.wait_waiting("tf-2").await.unwrap();
     let finalizers =
-        |tr: Option<TaskRun>| tr.and_then(|t| t.metadata.finalizers).unwrap_or_default();
+        |tr: Option<TaskRunObject>| tr.and_then(|t| t.0.metadata.finalizers).unwrap_or_default();
     assert_eq!(
         finalizers(bed.taskrun("tf-1").await.unwrap()),
         [FOREIGN, FINALIZER]

@@ -3,15 +3,13 @@
 //! a local platform gets `host: localhost`; a missing host-config makes new TaskRuns
 //! wait until it exists, and fails them after the grace period if it never comes.
 
-
-
 use std::time::Duration;
 
 use crate::common_controller::{
     assert_error_shape, assert_hosts_clean, assert_login_works, bed_with_controller,
     wait_error_secret, wait_served_on,
 };
-use multi_platform_controller::naming::{ASSIGNED_HOST_LABEL, secret_keys};
+use mpc_core::naming::{ASSIGNED_HOST_LABEL, secret_keys};
 use testbed::{HostSpec, Issued, Testbed, init_test_logging};
 
 const PLATFORM: &str = "linux/arm64";

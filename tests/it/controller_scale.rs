@@ -6,8 +6,6 @@
 //! users than the host's concurrency; every TaskRun must get a Secret whose key logs in;
 //! at the end nothing may be left.
 
-
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube_sim::testenv::skip_on_real_cluster;
 use kube_sim::{FaultConfig, wait_until};
-use multi_platform_controller::naming::{SECRET_LABEL, SECRET_PREFIX, secret_keys};
+use mpc_core::naming::{SECRET_LABEL, SECRET_PREFIX, secret_keys};
 use testbed::{HostSpec, Testbed, init_test_logging};
 
 const TASKRUNS: usize = 200;

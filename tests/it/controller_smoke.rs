@@ -3,7 +3,7 @@
 //! way the build uses it (ssh with the Secret) and the way an admin sees it (labels,
 //! Events, the host's own user list).
 
-use multi_platform_controller::naming::{
+use mpc_core::naming::{
     ALLOCATION_START_TIME_ANNOTATION, ASSIGNED_HOST_LABEL, SECRET_LABEL, TARGET_PLATFORM_LABEL,
     UserName, secret_name,
 };

@@ -11,7 +11,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube_sim::testenv::TestEnv;
-use multi_platform_controller::naming::{
+use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CONFIG_LABEL, HOST_CONFIG_NAME, KNOWN_HOSTS_CONFIG_NAME, SECRET_LABEL,
 };
 use multi_platform_controller::remote::{fingerprint, parse_host_key};

@@ -14,9 +14,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use kube_sim::testenv::skip_on_real_cluster;
 use kube_sim::wait_until;
+use mpc_core::naming::secret_name;
 use multi_platform_controller::controller::RunSettings;
 use multi_platform_controller::controller::leader::LeaderElection;
-use multi_platform_controller::naming::secret_name;
 use multi_platform_controller::server::Health;
 use testbed::{HostSpec, Issued, Testbed, init_test_logging};
 
@@ -366,7 +366,7 @@ async fn a_leader_cut_off_from_the_api_stops_before_another_takes_over() {
             while watching.load(Ordering::Relaxed) {
                 let believes = health_a.is_leader();
                 let holder = leases
-                    .get_opt(multi_platform_controller::naming::LEASE_NAME)
+                    .get_opt(mpc_core::naming::LEASE_NAME)
                     .await
                     .ok()
                     .flatten()

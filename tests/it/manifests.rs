@@ -21,7 +21,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube_sim::TestEnv;
-use multi_platform_controller::naming::{
+use mpc_core::naming::{
     CONFIG_LABEL, DEFAULT_CONTROLLER_NAMESPACE, HOST_CONFIG_NAME, SECRET_LABEL, secret_keys,
 };
 use multi_platform_controller::remote::AdminKey;
@@ -34,8 +34,8 @@ use tokio::io::AsyncWriteExt;
 const NAME: &str = "multi-platform-controller-rs";
 const METRICS_SERVICE: &str = "multi-platform-controller-rs-metrics";
 /// From the runtime contract: the leader-election Lease and the known-hosts ConfigMap.
-const LEASE: &str = multi_platform_controller::naming::LEASE_NAME;
-const KNOWN_HOSTS: &str = multi_platform_controller::naming::KNOWN_HOSTS_CONFIG_NAME;
+const LEASE: &str = mpc_core::naming::LEASE_NAME;
+const KNOWN_HOSTS: &str = mpc_core::naming::KNOWN_HOSTS_CONFIG_NAME;
 /// The ports `run` serves by default (runtime contract).
 const METRICS_PORT: i32 = 8080;
 const HEALTH_PORT: i32 = 8081;

@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams};
 use kube_sim::FaultConfig;
 use kube_sim::testenv::skip_on_real_cluster;
 use kube_sim::{wait_for, wait_until};
-use multi_platform_controller::naming::{ASSIGNED_HOST_LABEL, HOST_CONFIG_NAME, UserName};
+use mpc_core::naming::{ASSIGNED_HOST_LABEL, HOST_CONFIG_NAME, UserName};
 use multi_platform_controller::remote::AdminKey;
 use serde_json::Value;
 use testbed::{HostSpec, Issued, Testbed, init_test_logging};

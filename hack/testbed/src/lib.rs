@@ -27,13 +27,13 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube_sim::crds::taskrun_api_resource;
 use kube_sim::testenv::TestEnv;
 use kube_sim::{wait_for, wait_until};
-use multi_platform_controller::controller::{RunSettings, run};
-use multi_platform_controller::metrics::Metrics;
-use multi_platform_controller::naming::{
+use mpc_core::naming::{
     CONFIG_LABEL, FINALIZER, HOST_CONFIG_NAME, LEASE_NAME, SECRET_LABEL, UserName, secret_name,
 };
+use multi_platform_controller::cluster::TaskRunObject;
+use multi_platform_controller::controller::{RunSettings, run};
+use multi_platform_controller::metrics::Metrics;
 use multi_platform_controller::server::Health;
-use multi_platform_controller::taskrun::TaskRun;
 use serde_json::json;
 use test_hosts::TestHost;
 use tokio::sync::oneshot;
@@ -539,7 +539,7 @@ impl Testbed {
     }
 
     /// The TaskRun as the controller reads it, if it exists.
-    pub async fn taskrun(&self, name: &str) -> Result<Option<TaskRun>, Error> {
+    pub async fn taskrun(&self, name: &str) -> Result<Option<TaskRunObject>, Error> {
         let Some(obj) = self.taskruns().get_opt(name).await? else {
             return Ok(None);
         };

@@ -11,7 +11,7 @@ use std::process::Command;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use kube_sim::{wait_for, wait_until};
-use multi_platform_controller::naming::{HOST_CONFIG_NAME, secret_keys};
+use mpc_core::naming::{HOST_CONFIG_NAME, secret_keys};
 
 use crate::{Error, Testbed, text};
 

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use super::host_key::KeyRule;
 use super::{Stage, stage};
-use crate::config::Host;
 use crate::doctor::facts::{AdminKeyFact, Contact, HostFacts, Observation};
 use crate::doctor::report::{Cell, Check, Finding, HostRow, Status};
-use crate::naming::SECRET_LABEL;
 use crate::remote::{Privilege, RemoteError};
+use mpc_core::config::Host;
+use mpc_core::naming::SECRET_LABEL;
 
 pub(super) fn admin_key_findings(
     obs: &Observation,

@@ -1,9 +1,9 @@
 //! What a host's key is checked against, and what to say about it.
 
-use crate::config::HostKeyChecking;
 use crate::doctor::facts::RememberedKey;
 use crate::doctor::report::{Cell, Status};
-use crate::naming::KNOWN_HOSTS_CONFIG_NAME;
+use mpc_core::config::HostKeyChecking;
+use mpc_core::naming::KNOWN_HOSTS_CONFIG_NAME;
 
 /// What the host's key is checked against.
 pub(super) struct KeyRule<'a> {

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 
 use super::facts::{Observation, RememberedKey};
 use super::report::{Cell, Check, Finding, HostRow, Report, Severity, Verdict};
-use crate::config::{ExcludedHost, Host, HostKeyChecking, HostState, Problem, Subject};
-use crate::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, KNOWN_HOSTS_CONFIG_NAME};
 use crate::remote::error::Phase;
 use crate::remote::{RemoteError, fingerprint};
 use contact::{admin_key_findings, contact_cells};
 use host_key::KeyRule;
+use mpc_core::config::{ExcludedHost, Host, HostKeyChecking, HostState, Problem, Subject};
+use mpc_core::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, KNOWN_HOSTS_CONFIG_NAME};
 use user_test::user_test_cell;
 
 /// Where a failed connection stopped.
@@ -142,8 +142,10 @@ pub fn report(obs: &Observation) -> Report {
 
 fn config_finding(problem: &Problem) -> Finding {
     let severity = match problem.severity {
-        crate::config::Severity::Warning => Severity::Warning,
-        crate::config::Severity::Error | crate::config::Severity::Unsupported => Severity::Failure,
+        mpc_core::config::Severity::Warning => Severity::Warning,
+        mpc_core::config::Severity::Error | mpc_core::config::Severity::Unsupported => {
+            Severity::Failure
+        }
     };
     Finding {
         check: Check::Config,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use multi_platform_controller::config::SudoCommand;
-use multi_platform_controller::naming::UserName;
+use mpc_core::config::SudoCommand;
+use mpc_core::naming::UserName;
 use multi_platform_controller::remote::{
     AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, UserKeyPair,
     generate, parse_host_key,

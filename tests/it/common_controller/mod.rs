@@ -165,8 +165,7 @@ pub async fn assert_never_allocated(bed: &Testbed, name: &str) {
         events.iter().all(|e| e.reason != "Allocated"),
         "{name} was allocated: {events:?}"
     );
-    let user =
-        multi_platform_controller::naming::UserName::for_taskrun(name, bed.namespace()).to_string();
+    let user = mpc_core::naming::UserName::for_taskrun(name, bed.namespace()).to_string();
     for h in &bed.hosts {
         assert!(
             !bed.users_on(&h.spec.name).unwrap().contains(&user),

@@ -20,9 +20,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use kube::runtime::wait::await_condition;
-use multi_platform_controller::naming::{FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, secret_name};
+use mpc_core::naming::{FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, secret_name};
+use multi_platform_controller::cluster::TaskRunObject;
 use multi_platform_controller::remote::{AdminKey, keys::fingerprint, parse_host_key};
-use multi_platform_controller::taskrun::TaskRun;
 use testbed::{HostSpec, Testbed};
 
 /// Runs kube-sim, an sshd build host and the controller on this machine and takes one
@@ -441,10 +441,10 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     steps.done();
 
     steps.begin("The controller releases the host: wait until the finalizer is gone, then check");
-    let taskruns = Api::<TaskRun>::namespaced(bed.client(), bed.namespace());
+    let taskruns = Api::<TaskRunObject>::namespaced(bed.client(), bed.namespace());
     tokio::time::timeout(
         wait,
-        await_condition(taskruns, TASKRUN, |tr: Option<&TaskRun>| {
+        await_condition(taskruns, TASKRUN, |tr: Option<&TaskRunObject>| {
             tr.is_none_or(|tr| !tr.has_finalizer())
         }),
     )
@@ -534,7 +534,7 @@ fn shorten_key(value: &str) -> String {
         .join(" ")
 }
 
-fn our_labels(taskrun: &TaskRun) -> String {
+fn our_labels(taskrun: &TaskRunObject) -> String {
     let labels: Vec<String> = taskrun
         .metadata
         .labels
@@ -663,6 +663,6 @@ mod tests {
     #[test]
     fn the_machine_platform_is_a_linux_platform() {
         assert!(machine_platform().starts_with("linux/"));
-        assert!(multi_platform_controller::platform::Platform::parse(&machine_platform()).is_ok());
+        assert!(mpc_core::platform::Platform::parse(&machine_platform()).is_ok());
     }
 }

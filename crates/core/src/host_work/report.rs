@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::naming::UserName;
-use crate::remote::script::{
+use crate::host_work::script::{
     EXIT_BUSY, EXIT_MISSING_TOOL, EXIT_SUDOERS_REJECTED, EXIT_USAGE, EXIT_VERIFY, Operation,
 };
+use crate::naming::UserName;
 
 /// Most stderr kept for an error message.
 pub const MAX_STDERR: usize = 2048;
@@ -240,7 +240,7 @@ pub fn user_list(output: &RawOutput) -> Result<Vec<BuildUser>, ScriptFailure> {
     Ok(users)
 }
 
-/// The uid printed by [`crate::remote::script::WHOAMI_COMMAND`].
+/// The uid printed by [`crate::host_work::script::WHOAMI_COMMAND`].
 pub fn uid(output: &RawOutput) -> Option<u32> {
     if output.exit_status != Some(0) {
         return None;

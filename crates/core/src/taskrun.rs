@@ -6,10 +6,8 @@
 //! Because this type is lossy it must never be written back whole: the controller only
 //! PATCHes its own labels, annotations and finalizer (SPEC §2.2).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
@@ -111,30 +109,6 @@ pub struct SecretVolume {
     /// Name of the mounted Secret (may contain Tekton variables before resolution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-}
-
-impl kube::Resource for TaskRun {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("TaskRun")
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("tekton.dev")
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("taskruns")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
 }
 
 /// Why a candidate TaskRun's `PLATFORM` cannot be used.

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use russh::keys::PublicKey;
+use ssh_key::PublicKey;
 
 use crate::config::SudoCommand;
 use crate::naming::UserName;
@@ -158,7 +158,7 @@ pub fn sudoers_rule(user: &UserName, commands: &[SudoCommand]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::keys::generate;
+    use crate::test_keys::generate;
     use proptest::prelude::*;
     use std::time::Duration;
 

@@ -15,8 +15,8 @@
 
 use std::fmt;
 
+use crate::host_work::request::ProvisionRequest;
 use crate::naming::UserName;
-use crate::remote::request::ProvisionRequest;
 
 /// Exit status: bad argument or stdin.
 pub const EXIT_USAGE: u32 = 64;
@@ -347,7 +347,7 @@ pub fn shell_quote(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::SudoCommand;
-    use crate::remote::keys::generate;
+    use crate::test_keys::generate;
     use proptest::prelude::*;
     use std::process::Command;
     use std::time::{Duration, UNIX_EPOCH};
@@ -386,7 +386,7 @@ mod tests {
             format!("sudo -n -- {}", root.command_line)
         );
         // Nothing from the request is in the command line: it travels on stdin.
-        assert!(!root.command_line.contains(pair.public_key_line()));
+        assert!(!root.command_line.contains(&pair.public_key_line()));
         assert!(!root.command_line.contains("/usr/bin/podman"));
         assert!(!format!("{root:?}").contains("AAAA"));
 
