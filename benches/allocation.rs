@@ -46,7 +46,7 @@ fn request(n: usize) -> TaskRunRequest {
     TaskRunRequest {
         key: TaskRunKey::new(format!("tenant-{}", n % 97), format!("build-{n}")),
         platform: platform(n % PLATFORMS),
-        created: n as i64,
+        created: mpc_core::time::from_unix_seconds(i64::try_from(n).unwrap_or(i64::MAX)),
         failed_hosts: BTreeSet::new(),
     }
 }

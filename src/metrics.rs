@@ -226,18 +226,18 @@ impl Metrics {
                 .host_allocation_failures
                 .with_label_values(&[platform.as_str()])
                 .inc(),
-            Metric::AllocationTime { platform, seconds } => self
+            Metric::AllocationTime { platform, took } => self
                 .allocation_time
                 .with_label_values(&[platform.as_str()])
-                .observe(*seconds),
-            Metric::WaitTime { platform, seconds } => self
+                .observe(took.as_secs_f64()),
+            Metric::WaitTime { platform, took } => self
                 .wait_time
                 .with_label_values(&[platform.as_str()])
-                .observe(*seconds),
-            Metric::TaskRunTime { platform, seconds } => self
+                .observe(took.as_secs_f64()),
+            Metric::TaskRunTime { platform, took } => self
                 .task_run_time
                 .with_label_values(&[platform.as_str()])
-                .observe(*seconds),
+                .observe(took.as_secs_f64()),
         }
     }
 
@@ -344,11 +344,11 @@ mod tests {
         });
         m.record(&Metric::WaitTime {
             platform: arm(),
-            seconds: 2.5,
+            took: std::time::Duration::from_millis(2500),
         });
         m.record(&Metric::TaskRunTime {
             platform: arm(),
-            seconds: 50.0,
+            took: std::time::Duration::from_secs(50),
         });
         let text = m.encode();
         for name in [

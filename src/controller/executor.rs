@@ -3,7 +3,7 @@
 //! choice was made by the core and is in the order.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::json;
@@ -15,18 +15,18 @@ use crate::metrics::Metrics;
 use crate::remote::{
     self, FailureClass, HostTarget, KnownHosts, ProvisionRequest, RemoteError, SshPool,
 };
-use mpc_core::allocation::TaskRunKey;
 use mpc_core::cluster::patches;
 use mpc_core::cluster::secrets::{self, HostAccess, SecretOwner};
 use mpc_core::config::{Host, HostKeyChecking, HostName};
 use mpc_core::machine::{
     FailOrder, HostFailure, HostFailureKind, ProvisionOrder, ReleaseOrder, Report, TaskRunOrder,
-    WaitOrder,
+    WaitOrder, Work,
 };
 use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, LOCALHOST, TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL, secret_keys,
     secret_name,
 };
+use mpc_core::time::Timestamp;
 
 /// What the executor needs to carry out commands.
 #[derive(Clone)]
@@ -41,13 +41,6 @@ pub struct Executor {
     pub known_hosts: Arc<dyn KnownHosts>,
     /// Metrics (host-level counters).
     pub metrics: Arc<Metrics>,
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// A Kubernetes failure as a report: a vanished TaskRun, or retry later.
@@ -90,6 +83,17 @@ fn names(hosts: &[HostName]) -> Vec<String> {
 }
 
 impl Executor {
+    /// Carries out one piece of work and says how it ended.
+    pub async fn execute(&self, work: Work) -> Report {
+        match work {
+            Work::Provision(o) => self.provision(&o).await,
+            Work::Wait(o) => self.wait(&o).await,
+            Work::ServeLocal(o) => self.serve_local(&o).await,
+            Work::Fail(o) => self.fail(&o).await,
+            Work::Release(o) => self.release(&o).await,
+        }
+    }
+
     /// Finalizer and labels, the user on the host, then the access Secret.
     pub async fn provision(&self, order: &ProvisionOrder) -> Report {
         let key = &order.taskrun.key;
@@ -101,7 +105,7 @@ impl Executor {
             &order.taskrun.platform,
             &failed,
             order.allocation_start,
-            now_unix(),
+            Timestamp::now(),
         );
         step!(self.writer.patch_marks(key, &marks).await);
 
@@ -208,7 +212,7 @@ impl Executor {
             &order.taskrun.platform,
             &names(&order.failed_hosts),
             order.allocation_start,
-            now_unix(),
+            Timestamp::now(),
         );
         step!(self.writer.patch_marks(&order.taskrun.key, &patch).await);
         Report::Done
@@ -331,19 +335,6 @@ fn known_hosts_entry(address: &str, port: u16, key: &russh::keys::PublicKey) -> 
         remote::known_hosts_line(address, key)
     } else {
         remote::known_hosts_line(&format!("[{address}]:{port}"), key)
-    }
-}
-
-/// The TaskRun a report is about.
-pub fn command_key(command: &mpc_core::machine::Command) -> Option<&TaskRunKey> {
-    use mpc_core::machine::Command;
-    match command {
-        Command::Provision(o) => Some(&o.taskrun.key),
-        Command::Wait(o) => Some(&o.taskrun.key),
-        Command::ServeLocal(o) => Some(&o.key),
-        Command::Fail(o) => Some(&o.key),
-        Command::Release(o) => Some(&o.key),
-        _ => None,
     }
 }
 

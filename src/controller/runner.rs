@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
@@ -36,9 +36,10 @@ use crate::server::Health;
 use mpc_core::allocation::TaskRunKey;
 use mpc_core::config::{self, HostName, Severity};
 use mpc_core::machine::{
-    Command, ConfigInput, Core, CoreSettings, EventOrder, Input, Observed, Report,
+    ConfigInput, Core, CoreSettings, Effect, EventOrder, Input, Observed, Report,
 };
 use mpc_core::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, SECRET_LABEL, UserName};
+use mpc_core::time::{Timestamp, elapsed};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -97,13 +98,6 @@ pub enum RunError {
 
 type WatchStream<K> = Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// What host-config means to the core.
 pub fn config_input(cm: Option<&ConfigMap>) -> ConfigInput {
     let Some(cm) = cm else {
@@ -143,10 +137,7 @@ pub async fn run(
         let deadline = runner.core.as_ref().and_then(Core::next_deadline);
         let sleep = async {
             match deadline {
-                Some(at) => {
-                    let wait = (at - now_ms()).max(0) as u64;
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
+                Some(at) => tokio::time::sleep(elapsed(Timestamp::now(), at)).await,
                 None => std::future::pending::<()>().await,
             }
         };
@@ -332,8 +323,8 @@ impl Runner {
 
     fn feed(&mut self, input: Input) {
         if let Some(core) = self.core.as_mut() {
-            let commands = core.handle(input, now_ms());
-            self.dispatch(commands);
+            core.handle(input, Timestamp::now());
+            self.dispatch();
         }
     }
 
@@ -541,10 +532,15 @@ impl Runner {
             admin_secrets = self.secrets.len(),
             "starting allocation"
         );
-        let (core, commands) = Core::start(self.settings.core.clone(), config, snapshot, now_ms());
+        let core = Core::start(
+            self.settings.core.clone(),
+            config,
+            snapshot,
+            Timestamp::now(),
+        );
         self.core = Some(core);
         self.publish_directory();
-        self.dispatch(commands);
+        self.dispatch();
     }
 
     fn publish_directory(&mut self) {
@@ -560,12 +556,32 @@ impl Runner {
 
     // ----- commands -----
 
-    fn dispatch(&mut self, commands: Vec<Command>) {
-        for command in commands {
-            match command {
-                Command::Metric(metric) => self.metrics.record(&metric),
-                Command::Event(order) => self.publish_taskrun_event(order),
-                Command::Probe { host, reason } => {
+    /// Carries out what the core put out: metrics and effects here, work on the
+    /// executor (one job per piece, bounded by the permits).
+    fn dispatch(&mut self) {
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let mut effects = Vec::new();
+        while let Some(metric) = core.poll_metric() {
+            self.metrics.record(&metric);
+        }
+        while let Some(effect) = core.poll_effect() {
+            effects.push(effect);
+        }
+        while let Some(work) = core.poll_work() {
+            let executor = self.executor.clone();
+            let permits = Arc::clone(&self.permits);
+            self.jobs.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let key = work.key().clone();
+                (key, executor.execute(work).await)
+            });
+        }
+        for effect in effects {
+            match effect {
+                Effect::Event(order) => self.publish_taskrun_event(order),
+                Effect::Probe { host, reason } => {
                     if let Some(reason) = reason {
                         warn!(%host, reason = %reason, "host taken out of service until it answers a probe");
                         if let Some(reference) = self.config_ref.clone() {
@@ -578,14 +594,6 @@ impl Runner {
                         }
                     }
                     self.start_probe(host);
-                }
-                work => {
-                    let executor = self.executor.clone();
-                    let permits = Arc::clone(&self.permits);
-                    self.jobs.spawn(async move {
-                        let _permit = permits.acquire_owned().await;
-                        execute(&executor, work).await
-                    });
                 }
             }
         }
@@ -697,22 +705,6 @@ impl Runner {
         }
         self.side_jobs.abort_all();
         let _ = &self.client;
-    }
-}
-
-async fn execute(executor: &Executor, command: Command) -> (TaskRunKey, Report) {
-    match command {
-        Command::Provision(o) => (o.taskrun.key.clone(), executor.provision(&o).await),
-        Command::Wait(o) => (o.taskrun.key.clone(), executor.wait(&o).await),
-        Command::ServeLocal(o) => (o.key.clone(), executor.serve_local(&o).await),
-        Command::Fail(o) => (o.key.clone(), executor.fail(&o).await),
-        Command::Release(o) => (o.key.clone(), executor.release(&o).await),
-        // The runner handles these itself; they never reach the executor.
-        Command::Event(o) => (o.key, Report::Done),
-        Command::Metric(_) | Command::Probe { .. } => (
-            TaskRunKey::new("", ""),
-            Report::ApiError("not work".to_owned()),
-        ),
     }
 }
 

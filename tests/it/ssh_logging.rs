@@ -1,5 +1,7 @@
 //! Key material never reaches the logs, at any level, including russh's own `log`
-//! records. A separate test binary: it installs the process-wide subscriber.
+//! records. The capturing subscriber is this test's thread's default, and the test runs
+//! on a current-thread runtime, so russh's tasks log into it and the other suites of
+//! the binary (running on other threads, into the process-wide subscriber) do not.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -37,16 +39,19 @@ fn body_lines(private_key: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn no_key_material_in_logs_at_trace_level() {
     let captured = Captured::default();
-    // Also installs the `log` → tracing bridge, so russh's records are captured too.
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(captured.clone())
-        .try_init()
-        .expect("install subscriber");
+        .finish();
+    // The `log` → tracing bridge comes with the process-wide subscriber (the one every
+    // suite installs); it passes russh's `log` records of every level to this thread's.
+    testbed::init_test_logging();
+    log::set_max_level(log::LevelFilter::Trace);
+    let _guard = tracing::subscriber::set_default(subscriber);
 
     let host = host();
     let pool = pool();

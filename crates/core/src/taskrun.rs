@@ -16,6 +16,7 @@ use crate::naming::{
     PLATFORM_PARAM, SECRET_PREFIX, TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL,
 };
 use crate::platform::{InvalidPlatform, Platform};
+use crate::time::Timestamp;
 
 /// `spec.status` value with which a user cancels a TaskRun.
 pub const CANCELLED_SPEC_STATUS: &str = "TaskRunCancelled";
@@ -217,12 +218,14 @@ impl TaskRun {
         parse_host_list(self.annotation(FAILED_HOSTS_ANNOTATION).unwrap_or_default())
     }
 
-    /// Unix seconds at which allocation started, if recorded and well-formed.
-    pub fn allocation_start(&self) -> Option<i64> {
-        self.annotation(ALLOCATION_START_TIME_ANNOTATION)?
+    /// When allocation started (the Unix-seconds annotation), if recorded and well-formed.
+    pub fn allocation_start(&self) -> Option<Timestamp> {
+        let seconds: i64 = self
+            .annotation(ALLOCATION_START_TIME_ANNOTATION)?
             .trim()
             .parse()
-            .ok()
+            .ok()?;
+        Timestamp::from_second(seconds).ok()
     }
 
     fn label(&self, key: &str) -> Option<&str> {
@@ -430,6 +433,9 @@ mod tests {
         let tr = taskrun(v);
         assert!(tr.has_finalizer());
         assert!(tr.is_waiting());
-        assert_eq!(tr.allocation_start(), Some(1_763_892_000));
+        assert_eq!(
+            tr.allocation_start(),
+            Timestamp::from_second(1_763_892_000).ok()
+        );
     }
 }

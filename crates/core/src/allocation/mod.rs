@@ -42,6 +42,7 @@ pub use ledger::Ledger;
 
 use crate::config::{HostName, HostState};
 use crate::platform::Platform;
+use crate::time::Timestamp;
 
 /// Identity of a TaskRun.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,8 +76,8 @@ pub struct TaskRunRequest {
     pub key: TaskRunKey,
     /// Its PLATFORM.
     pub platform: Platform,
-    /// Its creationTimestamp in unix seconds: the FIFO order.
-    pub created: i64,
+    /// Its creationTimestamp: the FIFO order.
+    pub created: Timestamp,
     /// Hosts that already failed to provision it (the failed-hosts annotation).
     pub failed_hosts: BTreeSet<HostName>,
 }

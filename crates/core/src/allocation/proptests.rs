@@ -111,7 +111,7 @@ fn to_config(spec: &Spec) -> PoolConfig {
     config::parse(&data)
 }
 
-fn queue_key(r: &TaskRunRequest) -> (i64, &TaskRunKey) {
+fn queue_key(r: &TaskRunRequest) -> (crate::time::Timestamp, &TaskRunKey) {
     (r.created, &r.key)
 }
 
@@ -333,7 +333,7 @@ fn run(initial: Spec, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         format!("t{}", model.counter),
                     ),
                     platform: platform(p),
-                    created,
+                    created: crate::time::from_unix_seconds(created),
                     failed_hosts: (0..HOSTS)
                         .filter(|h| failed & (1 << h) != 0)
                         .map(host_name)

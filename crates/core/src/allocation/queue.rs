@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::TaskRunKey;
 use super::rank::RankSet;
 use crate::config::HostName;
+use crate::time::Timestamp;
 
 /// A waiter's place in the FIFO.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct QueueKey {
-    /// creationTimestamp, unix seconds.
-    pub created: i64,
+    /// creationTimestamp.
+    pub created: Timestamp,
     /// Namespace, then name, break ties.
     pub taskrun: TaskRunKey,
 }

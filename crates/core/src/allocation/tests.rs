@@ -40,7 +40,7 @@ fn req(name: &str, platform: &str, created: i64) -> TaskRunRequest {
     TaskRunRequest {
         key: key(name),
         platform: Platform::parse(platform).unwrap(),
-        created,
+        created: crate::time::from_unix_seconds(created),
         failed_hosts: BTreeSet::new(),
     }
 }

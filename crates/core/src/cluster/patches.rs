@@ -15,6 +15,7 @@ use crate::naming::{
     TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL,
 };
 use crate::platform::Platform;
+use crate::time::Timestamp;
 
 /// A JSON patch that adds our finalizer to `current`, or `None` when it is already there.
 pub fn add_finalizer(current: &[String]) -> Option<Patch> {
@@ -54,15 +55,15 @@ pub fn remove_finalizer(current: &[String]) -> Option<Patch> {
 /// the failed hosts so far.
 fn queue_annotations(
     failed: &[String],
-    allocation_started: Option<i64>,
-    now_unix: i64,
+    allocation_started: Option<Timestamp>,
+    now: Timestamp,
 ) -> Map<String, Value> {
     let mut annotations = Map::new();
     // Always written: the core fills in the start it decided (or read back from this
     // annotation), so a recorded start is written again unchanged, never replaced.
     annotations.insert(
         ALLOCATION_START_TIME_ANNOTATION.into(),
-        json!(allocation_started.unwrap_or(now_unix).to_string()),
+        json!(allocation_started.unwrap_or(now).as_second().to_string()),
     );
     if !failed.is_empty() {
         annotations.insert(FAILED_HOSTS_ANNOTATION.into(), json!(failed.join(",")));
@@ -77,10 +78,10 @@ pub fn mark_allocated(
     host: &str,
     platform: &Platform,
     failed: &[String],
-    allocation_started: Option<i64>,
-    now_unix: i64,
+    allocation_started: Option<Timestamp>,
+    now: Timestamp,
 ) -> Value {
-    let annotations = queue_annotations(failed, allocation_started, now_unix);
+    let annotations = queue_annotations(failed, allocation_started, now);
     json!({"metadata": {
         "labels": {
             ASSIGNED_HOST_LABEL: host,
@@ -97,10 +98,10 @@ pub fn mark_allocated(
 pub fn mark_waiting(
     platform: &Platform,
     failed: &[String],
-    allocation_started: Option<i64>,
-    now_unix: i64,
+    allocation_started: Option<Timestamp>,
+    now: Timestamp,
 ) -> Value {
-    let annotations = queue_annotations(failed, allocation_started, now_unix);
+    let annotations = queue_annotations(failed, allocation_started, now);
     json!({"metadata": {
         "labels": {
             WAITING_FOR_PLATFORM_LABEL: platform.label_value(),
@@ -171,6 +172,7 @@ fn pointer(path: &str) -> PointerBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::from_unix_seconds as secs;
 
     fn apply(mut doc: Value, patch: &Patch) -> Result<Value, json_patch::PatchError> {
         json_patch::patch(&mut doc, patch)?;
@@ -228,7 +230,7 @@ mod tests {
 
     #[test]
     fn mark_allocated_sets_labels_and_clears_waiting() {
-        let patch = mark_allocated("host-1", &platform(), &[], None, 1_763_892_000);
+        let patch = mark_allocated("host-1", &platform(), &[], None, secs(1_763_892_000));
         let mut doc = json!({"metadata": {"labels": {
             WAITING_FOR_PLATFORM_LABEL: "linux-arm64", "tekton.dev/task": "t"}}});
         json_patch::merge(&mut doc, &patch);
@@ -248,11 +250,11 @@ mod tests {
         // The core always knows a start (it sets one when it first places a TaskRun),
         // so the annotation must be written from it, not only when it is unknown.
         let recorded = json!({ALLOCATION_START_TIME_ANNOTATION: "5"});
-        let patch = mark_allocated("h", &platform(), &[], Some(5), 99);
+        let patch = mark_allocated("h", &platform(), &[], Some(secs(5)), secs(99));
         assert_eq!(patch["metadata"]["annotations"], recorded);
-        let patch = mark_waiting(&platform(), &[], Some(5), 99);
+        let patch = mark_waiting(&platform(), &[], Some(secs(5)), secs(99));
         assert_eq!(patch["metadata"]["annotations"], recorded);
-        let patch = mark_waiting(&platform(), &[], None, 99);
+        let patch = mark_waiting(&platform(), &[], None, secs(99));
         assert_eq!(
             patch["metadata"]["annotations"][ALLOCATION_START_TIME_ANNOTATION],
             "99"
@@ -263,9 +265,9 @@ mod tests {
     fn waiting_and_failing_drop_a_stale_allocation_and_record_failed_hosts() {
         let failed = vec!["a1".to_owned(), "a2".to_owned()];
         for patch in [
-            mark_waiting(&platform(), &failed, Some(5), 99),
+            mark_waiting(&platform(), &failed, Some(secs(5)), secs(99)),
             mark_failed(&failed),
-            mark_allocated("a3", &platform(), &failed, Some(5), 99),
+            mark_allocated("a3", &platform(), &failed, Some(secs(5)), secs(99)),
         ] {
             let mut doc = json!({"metadata": {"labels": {ASSIGNED_HOST_LABEL: "a2"}}});
             json_patch::merge(&mut doc, &patch);

@@ -6,6 +6,7 @@ use crate::allocation::TaskRunKey;
 use crate::config::HostName;
 use crate::platform::Platform;
 use crate::taskrun::TaskRun;
+use crate::time::Timestamp;
 
 /// What the core knows about a TaskRun from one observation of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,9 +15,9 @@ pub struct Observed {
     pub key: TaskRunKey,
     /// uid, for the Secret's ownerReference.
     pub uid: String,
-    /// creationTimestamp in unix seconds: the FIFO order.
-    pub created: i64,
-    /// SPEC §2.1: PLATFORM param and a mounted `multi-platform-ssh-*` Secret.
+    /// creationTimestamp: the FIFO order (the epoch when missing).
+    pub created: Timestamp,
+    /// contract §2.1: PLATFORM param and a mounted `multi-platform-ssh-*` Secret.
     pub candidate: bool,
     /// The PLATFORM param as written (for error messages), if any.
     pub platform_raw: Option<String>,
@@ -35,7 +36,7 @@ pub struct Observed {
     /// The `failed-hosts` annotation (unparseable names dropped).
     pub failed_hosts: BTreeSet<HostName>,
     /// The `allocation-start-time` annotation.
-    pub allocation_start: Option<i64>,
+    pub allocation_start: Option<Timestamp>,
 }
 
 impl Observed {
@@ -49,7 +50,7 @@ impl Observed {
         Observed {
             key: TaskRunKey::new(namespace, name),
             uid: tr.metadata.uid.clone().unwrap_or_default(),
-            created: tr.created().map(|t| t.0.as_second()).unwrap_or_default(),
+            created: tr.created().map_or(Timestamp::UNIX_EPOCH, |t| t.0),
             candidate: tr.is_candidate(),
             platform_raw,
             platform: tr.platform().map(|p| p.map_err(|e| e.to_string())),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use proptest::prelude::*;
 
-use super::tests::{T0, candidate, config_with, key, present};
+use super::tests::{Command, Feed, T0, candidate, config_with, key, present, start_core};
 use super::*;
 
 const PLATFORMS: [&str; 5] = [
@@ -149,7 +149,7 @@ const HOSTS: [&str; 3] = ["a1", "a2", "z1"];
 
 impl Model {
     fn new() -> Self {
-        let (core, commands) = Core::start(CoreSettings::default(), present(config(0)), [], T0);
+        let (core, commands) = start_core(CoreSettings::default(), present(config(0)), [], T0);
         let mut model = Model {
             core,
             config_variant: 0,
@@ -197,7 +197,7 @@ impl Model {
     }
 
     fn feed(&mut self, input: Input) -> Result<(), TestCaseError> {
-        let out = self.core.handle(input, self.now);
+        let out = self.core.feed(input, self.now);
         self.absorb(out);
         self.check()
     }
@@ -508,7 +508,7 @@ impl Model {
                     .keys()
                     .filter_map(|n| self.observed(n))
                     .collect();
-                let (core, commands) = Core::start(
+                let (core, commands) = start_core(
                     CoreSettings::default(),
                     present(config(self.config_variant)),
                     snapshot,
@@ -569,7 +569,7 @@ impl Model {
             } else if !self.pending.is_empty() {
                 self.apply(0, Outcome::Success)?;
             } else if let Some(at) = self.core.next_deadline() {
-                self.now = self.now.max(at);
+                self.now = self.now.max(at.as_millisecond());
                 self.feed(Input::Tick)?;
             } else if !reaped {
                 // The periodic reaper passes over every configured host; what it frees

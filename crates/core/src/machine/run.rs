@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::config::HostName;
 use crate::platform::Platform;
+use crate::time::Timestamp;
 
 use super::Observed;
 
@@ -26,7 +27,7 @@ pub(crate) enum Phase {
     /// that could not be cleaned in time; its user keeps the slot until reaped.
     Releasing {
         host: Option<HostName>,
-        since_ms: i64,
+        since: Timestamp,
         abandoned: Option<HostName>,
     },
     /// Released, but its user was left on `host`: the slot stays taken until the
@@ -59,7 +60,7 @@ pub(crate) enum QueueReason {
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
     pub uid: String,
-    pub created: i64,
+    pub created: Timestamp,
     pub platform_raw: String,
     pub platform: Option<Result<Platform, String>>,
     pub finished: bool,
@@ -73,16 +74,16 @@ pub(crate) struct Run {
     pub in_flight: Option<Op>,
     /// Consecutive failed attempts, for the retry backoff.
     pub attempts: u32,
-    /// When to look at this TaskRun again (retry or deadline), unix ms.
-    pub timer: Option<i64>,
-    /// Unix seconds when allocation started (annotation, or first queued/placed).
-    pub allocation_start: Option<i64>,
-    /// Unix ms when it was queued, for the wait-time metric.
-    pub queued_at_ms: Option<i64>,
-    /// Unix ms when it was first given a slot, for the allocation-time metric.
-    pub assigned_at_ms: Option<i64>,
-    /// Unix ms when its access Secret was written (it was served).
-    pub ready_at_ms: Option<i64>,
+    /// When to look at this TaskRun again (retry or deadline).
+    pub timer: Option<Timestamp>,
+    /// When allocation started (annotation, or first queued/placed), in whole seconds.
+    pub allocation_start: Option<Timestamp>,
+    /// When it was queued, for the wait-time metric.
+    pub queued_at: Option<Timestamp>,
+    /// When it was first given a slot, for the allocation-time metric.
+    pub assigned_at: Option<Timestamp>,
+    /// When its access Secret was written (it was served).
+    pub ready_at: Option<Timestamp>,
     pub failed_hosts: BTreeSet<HostName>,
 }
 
@@ -102,9 +103,9 @@ impl Run {
             attempts: 0,
             timer: None,
             allocation_start: None,
-            queued_at_ms: None,
-            assigned_at_ms: None,
-            ready_at_ms: None,
+            queued_at: None,
+            assigned_at: None,
+            ready_at: None,
             failed_hosts: BTreeSet::new(),
         };
         run.update(obs);

@@ -1,12 +1,85 @@
-//! Scenario tests of the core: one per rule of SPEC §2–§3.
+//! Scenario tests of the core: one per rule of contract §2–§3.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
 use crate::config::parse;
+use crate::platform::Platform;
 
+/// The tests' clock starts here, in Unix milliseconds; `T0 + 2_000` is 2 s later.
 pub(crate) const T0: i64 = 1_800_000_000_000;
+
+/// The instant `ms` Unix milliseconds stand for.
+pub(crate) fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap()
+}
+
+/// Everything the core put out for one input in one list, as these tests read it:
+/// effects first (Events, probes), then work, then metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Command {
+    Provision(ProvisionOrder),
+    Wait(WaitOrder),
+    ServeLocal(TaskRunOrder),
+    Fail(FailOrder),
+    Release(ReleaseOrder),
+    Event(EventOrder),
+    Probe {
+        host: HostName,
+        reason: Option<String>,
+    },
+    Metric(Metric),
+}
+
+/// Drains all three outputs of the core.
+pub(crate) fn drain(core: &mut Core) -> Vec<Command> {
+    let mut out = Vec::new();
+    while let Some(effect) = core.poll_effect() {
+        out.push(match effect {
+            Effect::Event(e) => Command::Event(e),
+            Effect::Probe { host, reason } => Command::Probe { host, reason },
+        });
+    }
+    while let Some(work) = core.poll_work() {
+        out.push(match work {
+            Work::Provision(o) => Command::Provision(o),
+            Work::Wait(o) => Command::Wait(o),
+            Work::ServeLocal(o) => Command::ServeLocal(o),
+            Work::Fail(o) => Command::Fail(o),
+            Work::Release(o) => Command::Release(o),
+        });
+    }
+    while let Some(metric) = core.poll_metric() {
+        out.push(Command::Metric(metric));
+    }
+    out
+}
+
+/// Feeding the core and reading everything it answered, with the clock in ms.
+pub(crate) trait Feed {
+    /// Handles `input` at `ms` and drains the outputs.
+    fn feed(&mut self, input: Input, ms: i64) -> Vec<Command>;
+}
+
+impl Feed for Core {
+    fn feed(&mut self, input: Input, ms: i64) -> Vec<Command> {
+        self.handle(input, at(ms));
+        drain(self)
+    }
+}
+
+/// Starts a core at `ms` and drains what it put out.
+pub(crate) fn start_core(
+    settings: CoreSettings,
+    config: ConfigInput,
+    snapshot: impl IntoIterator<Item = Observed>,
+    ms: i64,
+) -> (Core, Vec<Command>) {
+    let mut core = Core::start(settings, config, snapshot, at(ms));
+    let out = drain(&mut core);
+    (core, out)
+}
 
 /// host-config data: `hosts` as (name, platform, concurrency).
 pub(crate) fn config_with(hosts: &[(&str, &str, u32)], extra: &[(&str, &str)]) -> PoolConfig {
@@ -44,7 +117,7 @@ pub(crate) fn candidate(name: &str, platform: &str, created: i64) -> Observed {
     Observed {
         key: key(name),
         uid: format!("uid-{name}"),
-        created: T0 / 1000 + created,
+        created: crate::time::from_unix_seconds(T0 / 1000 + created),
         candidate: true,
         platform_raw: Some(platform.to_owned()),
         platform: Some(Platform::parse(platform).map_err(|e| e.to_string())),
@@ -104,12 +177,12 @@ fn failure(commands: &[Command]) -> Option<&FailOrder> {
 
 /// Starts a core and answers its first probes: every host is up.
 pub(crate) fn start_with(config: ConfigInput, snapshot: Vec<Observed>) -> (Core, Vec<Command>) {
-    let (mut core, commands) = Core::start(CoreSettings::default(), config, snapshot, T0);
+    let (mut core, commands) = start_core(CoreSettings::default(), config, snapshot, T0);
     let mut out = Vec::new();
     for command in commands {
         match command {
             Command::Probe { host, reason: None } => {
-                out.extend(core.handle(Input::Health(host, true), T0));
+                out.extend(core.feed(Input::Health(host, true), T0));
             }
             other => out.push(other),
         }
@@ -126,7 +199,7 @@ fn start(config: ConfigInput) -> Core {
 #[test]
 fn nothing_is_assigned_to_a_host_before_its_first_probe() {
     let config = present(config_with(&[("a1", "linux/arm64", 1)], &[]));
-    let (mut core, out) = Core::start(
+    let (mut core, out) = start_core(
         CoreSettings::default(),
         config,
         vec![candidate("b", "linux/arm64", 0)],
@@ -138,18 +211,18 @@ fn nothing_is_assigned_to_a_host_before_its_first_probe() {
         reason: None
     }));
     assert!(matches!(work(&out)[..], [_, Command::Wait(_)]), "{out:?}");
-    let out = core.handle(Input::Health(host("a1"), true), T0);
+    let out = core.feed(Input::Health(host("a1"), true), T0);
     assert!(work(&out).is_empty(), "the Wait patch is still in flight");
-    let out = core.handle(Input::Report(key("b"), Report::Done), T0);
+    let out = core.feed(Input::Report(key("b"), Report::Done), T0);
     assert_eq!(provisions(&out), [("b".into(), "a1".into())]);
     // A host added later is probed before use too.
     let bigger = config_with(&[("a1", "linux/arm64", 1), ("a9", "linux/arm64", 1)], &[]);
-    let out = core.handle(Input::Config(present(bigger)), T0);
+    let out = core.feed(Input::Config(present(bigger)), T0);
     assert!(out.contains(&Command::Probe {
         host: host("a9"),
         reason: None
     }));
-    let out = core.handle(Input::Observed(candidate("c", "linux/arm64", 1)), T0);
+    let out = core.feed(Input::Observed(candidate("c", "linux/arm64", 1)), T0);
     assert!(matches!(work(&out)[..], [Command::Wait(_)]), "{out:?}");
 }
 
@@ -163,7 +236,7 @@ fn arm64_pool() -> Core {
 #[test]
 fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
     let mut core = arm64_pool();
-    let out = core.handle(Input::Observed(candidate("b1", "linux/arm64", 0)), T0);
+    let out = core.feed(Input::Observed(candidate("b1", "linux/arm64", 0)), T0);
     assert_eq!(
         provisions(&out),
         [("b1".into(), "a2".into())],
@@ -176,17 +249,17 @@ fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
     assert_eq!(order.key_lifetime, Duration::from_secs(24 * 3600));
     assert!(events(&out).iter().any(|e| e.1 == EventReason::Allocated));
 
-    let out = core.handle(Input::Report(key("b1"), Report::Provisioned), T0 + 2_000);
+    let out = core.feed(Input::Report(key("b1"), Report::Provisioned), T0 + 2_000);
     assert!(out.contains(&Command::Metric(Metric::ProvisioningSuccess {
         platform: Platform::parse("linux/arm64").unwrap()
     })));
     assert!(out.contains(&Command::Metric(Metric::AllocationTime {
         platform: Platform::parse("linux/arm64").unwrap(),
-        seconds: 2.0,
+        took: Duration::from_secs(2),
     })));
     assert!(work(&out).is_empty());
 
-    let out = core.handle(
+    let out = core.feed(
         Input::Observed(finished(candidate("b1", "linux/arm64", 0))),
         T0 + 60_000,
     );
@@ -194,20 +267,20 @@ fn a_candidate_gets_the_least_used_host_and_is_released_after_it_finishes() {
         panic!("expected a Release: {out:?}");
     };
     assert_eq!(release.host.as_ref().map(|h| h.name.as_str()), Some("a2"));
-    let out = core.handle(Input::Report(key("b1"), Report::Released), T0 + 61_000);
+    let out = core.feed(Input::Report(key("b1"), Report::Released), T0 + 61_000);
     // Go semantics: the whole life, from allocation start (T0) to release.
-    assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::TaskRunTime { seconds, .. }) if (*seconds - 61.0).abs() < 1e-9)), "{out:?}");
+    assert!(out.iter().any(|c| matches!(c, Command::Metric(Metric::TaskRunTime { took, .. }) if *took == Duration::from_secs(61))), "{out:?}");
     assert_eq!(core.gauges().hosts["a2"].used, 0);
 }
 
 #[test]
 fn a_full_pool_queues_fifo_and_a_freed_slot_goes_to_the_oldest_waiter_at_once() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
-    core.handle(Input::Report(key("run"), Report::Provisioned), T0);
+    core.feed(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.feed(Input::Report(key("run"), Report::Provisioned), T0);
     // Arrival order differs from creation order: the queue follows creation.
     for (name, created) in [("late", 30), ("early", 10), ("middle", 20)] {
-        let out = core.handle(Input::Observed(candidate(name, "linux/arm64", created)), T0);
+        let out = core.feed(Input::Observed(candidate(name, "linux/arm64", created)), T0);
         let [Command::Wait(w)] = work(&out)[..] else {
             panic!("expected Wait: {out:?}");
         };
@@ -218,22 +291,22 @@ fn a_full_pool_queues_fifo_and_a_freed_slot_goes_to_the_oldest_waiter_at_once() 
                 .any(|e| e.1 == EventReason::Waiting && e.2.contains("ahead")
                     || e.2.contains("next in the queue"))
         );
-        core.handle(Input::Report(key(name), Report::Done), T0);
+        core.feed(Input::Report(key(name), Report::Done), T0);
     }
     assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 3);
 
     let mut order = Vec::new();
     let mut holder = "run".to_owned();
     for _ in 0..3 {
-        core.handle(
+        core.feed(
             Input::Observed(finished(candidate(&holder, "linux/arm64", 0))),
             T0,
         );
-        let out = core.handle(Input::Report(key(&holder), Report::Released), T0);
+        let out = core.feed(Input::Report(key(&holder), Report::Released), T0);
         let p = provisions(&out);
         assert_eq!(p.len(), 1, "exactly one waiter gets the one slot: {out:?}");
         holder = p[0].0.clone();
-        core.handle(Input::Report(key(&holder), Report::Provisioned), T0);
+        core.feed(Input::Report(key(&holder), Report::Provisioned), T0);
         order.push(holder.clone());
     }
     assert_eq!(order, ["early", "middle", "late"]);
@@ -270,7 +343,7 @@ fn malformed_and_unservable_platforms_get_error_secrets_that_say_what_to_fix() {
         ),
     ];
     for (name, platform, expected) in cases {
-        let out = core.handle(Input::Observed(candidate(name, platform, 0)), T0);
+        let out = core.feed(Input::Observed(candidate(name, platform, 0)), T0);
         let fail = failure(&out).unwrap_or_else(|| panic!("{name}: no Fail in {out:?}"));
         assert!(fail.message.contains(expected), "{name}: {}", fail.message);
         assert_eq!(fail.platform, platform);
@@ -285,15 +358,15 @@ fn malformed_and_unservable_platforms_get_error_secrets_that_say_what_to_fix() {
 #[test]
 fn local_platforms_get_the_localhost_secret_and_are_released_without_a_host() {
     let mut core = arm64_pool();
-    let out = core.handle(Input::Observed(candidate("l", "linux/x86_64", 0)), T0);
+    let out = core.feed(Input::Observed(candidate("l", "linux/x86_64", 0)), T0);
     assert!(
         matches!(work(&out)[..], [Command::ServeLocal(_)]),
         "{out:?}"
     );
-    core.handle(Input::Report(key("l"), Report::Done), T0);
+    core.feed(Input::Report(key("l"), Report::Done), T0);
     let mut obs = finished(candidate("l", "linux/x86_64", 0));
     obs.finalizer = true;
-    let out = core.handle(Input::Observed(obs), T0);
+    let out = core.feed(Input::Observed(obs), T0);
     let [Command::Release(r)] = work(&out)[..] else {
         panic!("{out:?}");
     };
@@ -303,15 +376,15 @@ fn local_platforms_get_the_localhost_secret_and_are_released_without_a_host() {
 #[test]
 fn a_missing_host_config_makes_new_taskruns_wait_until_it_appears() {
     let mut core = start(ConfigInput::Missing("not found".into()));
-    let out = core.handle(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
+    let out = core.feed(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
     assert!(matches!(work(&out)[..], [Command::Wait(_)]), "{out:?}");
     assert!(
         events(&out)[0]
             .2
             .contains("waiting for the host-config ConfigMap")
     );
-    core.handle(Input::Report(key("w"), Report::Done), T0);
-    let out = core.handle(
+    core.feed(Input::Report(key("w"), Report::Done), T0);
+    let out = core.feed(
         Input::Config(present(config_with(&[("a1", "linux/arm64", 1)], &[]))),
         T0 + 5_000,
     );
@@ -319,18 +392,18 @@ fn a_missing_host_config_makes_new_taskruns_wait_until_it_appears() {
         host: host("a1"),
         reason: None
     }));
-    let out = core.handle(Input::Health(host("a1"), true), T0 + 5_100);
+    let out = core.feed(Input::Health(host("a1"), true), T0 + 5_100);
     assert_eq!(provisions(&out), [("w".into(), "a1".into())]);
 }
 
 #[test]
 fn a_host_config_that_stays_missing_fails_waiters_after_the_grace_period() {
     let mut core = start(ConfigInput::Missing("not found".into()));
-    core.handle(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
-    core.handle(Input::Report(key("w"), Report::Done), T0);
-    assert_eq!(core.next_deadline(), Some(T0 + 60_000));
-    assert!(work(&core.handle(Input::Tick, T0 + 59_999)).is_empty());
-    let out = core.handle(Input::Tick, T0 + 60_000);
+    core.feed(Input::Observed(candidate("w", "linux/arm64", 0)), T0);
+    core.feed(Input::Report(key("w"), Report::Done), T0);
+    assert_eq!(core.next_deadline(), Some(at(T0 + 60_000)));
+    assert!(work(&core.feed(Input::Tick, T0 + 59_999)).is_empty());
+    let out = core.feed(Input::Tick, T0 + 60_000);
     let fail = failure(&out).expect("error Secret after the grace period");
     assert!(
         fail.message.contains("host-config ConfigMap is missing"),
@@ -346,13 +419,13 @@ fn provisioning_failure_fails_over_and_every_host_failing_gives_an_error_secret(
         &[("a1", "linux/arm64", 2), ("a2", "linux/arm64", 1)],
         &[],
     )));
-    let out = core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    let out = core.feed(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
     assert_eq!(provisions(&out), [("b".into(), "a1".into())]);
     let broke = HostFailure {
         kind: HostFailureKind::Command,
         message: "useradd: disk full".into(),
     };
-    let out = core.handle(
+    let out = core.feed(
         Input::Report(key("b"), Report::ProvisionFailed(broke.clone())),
         T0,
     );
@@ -371,7 +444,7 @@ fn provisioning_failure_fails_over_and_every_host_failing_gives_an_error_secret(
         "a command failure keeps the host up"
     );
 
-    let out = core.handle(Input::Report(key("b"), Report::ProvisionFailed(broke)), T0);
+    let out = core.feed(Input::Report(key("b"), Report::ProvisionFailed(broke)), T0);
     let fail = failure(&out).expect("all hosts failed");
     assert!(
         fail.message
@@ -392,59 +465,59 @@ fn an_unreachable_host_is_taken_down_and_serves_waiters_when_it_answers_again() 
         &[("a1", "linux/arm64", 1), ("a2", "linux/arm64", 1)],
         &[],
     )));
-    core.handle(Input::Observed(candidate("x", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("x", "linux/arm64", 0)), T0);
     let down = HostFailure {
         kind: HostFailureKind::Unreachable,
         message: "connection refused".into(),
     };
-    let out = core.handle(Input::Report(key("x"), Report::ProvisionFailed(down)), T0);
+    let out = core.feed(Input::Report(key("x"), Report::ProvisionFailed(down)), T0);
     assert!(out.contains(&Command::Probe {
         host: host("a1"),
         reason: Some("connection refused".into())
     }));
     assert_eq!(provisions(&out), [("x".into(), "a2".into())]);
     // a2 is full and a1 down: the next one waits.
-    core.handle(Input::Report(key("x"), Report::Provisioned), T0);
-    let out = core.handle(Input::Observed(candidate("y", "linux/arm64", 1)), T0);
+    core.feed(Input::Report(key("x"), Report::Provisioned), T0);
+    let out = core.feed(Input::Observed(candidate("y", "linux/arm64", 1)), T0);
     assert!(matches!(work(&out)[..], [Command::Wait(_)]));
-    core.handle(Input::Report(key("y"), Report::Done), T0);
+    core.feed(Input::Report(key("y"), Report::Done), T0);
     assert!(!core.gauges().hosts["a1"].up);
-    let out = core.handle(Input::Health(host("a1"), true), T0);
+    let out = core.feed(Input::Health(host("a1"), true), T0);
     assert_eq!(provisions(&out), [("y".into(), "a1".into())]);
 }
 
 #[test]
 fn a_waiter_that_is_cancelled_leaves_the_queue_and_loses_its_label() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
-    core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
-    core.handle(Input::Report(key("w"), Report::Done), T0);
+    core.feed(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.feed(Input::Report(key("w"), Report::Done), T0);
     let mut cancelled = finished(candidate("w", "linux/arm64", 1));
     cancelled.waiting = true;
-    let out = core.handle(Input::Observed(cancelled), T0);
+    let out = core.feed(Input::Observed(cancelled), T0);
     let [Command::Release(r)] = work(&out)[..] else {
         panic!("{out:?}");
     };
     assert!(r.host.is_none(), "a waiter holds no host");
-    core.handle(Input::Report(key("w"), Report::Released), T0);
+    core.feed(Input::Report(key("w"), Report::Released), T0);
     assert_eq!(core.gauges().platforms["linux/arm64"].waiting, 0);
     // Its former place does not get the slot later.
-    core.handle(Input::Report(key("run"), Report::Provisioned), T0);
-    core.handle(
+    core.feed(Input::Report(key("run"), Report::Provisioned), T0);
+    core.feed(
         Input::Observed(finished(candidate("run", "linux/arm64", 0))),
         T0,
     );
-    let out = core.handle(Input::Report(key("run"), Report::Released), T0);
+    let out = core.feed(Input::Report(key("run"), Report::Released), T0);
     assert!(provisions(&out).is_empty());
 }
 
 #[test]
 fn a_waiter_deleted_from_the_cluster_is_dropped_without_any_write() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
-    core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
-    core.handle(Input::Report(key("w"), Report::Done), T0);
-    let out = core.handle(Input::Deleted(key("w")), T0);
+    core.feed(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.feed(Input::Report(key("w"), Report::Done), T0);
+    let out = core.feed(Input::Deleted(key("w")), T0);
     assert!(work(&out).is_empty(), "{out:?}");
     assert!(!core.known_taskruns().any(|k| k == &key("w")));
 }
@@ -452,19 +525,19 @@ fn a_waiter_deleted_from_the_cluster_is_dropped_without_any_write() {
 #[test]
 fn a_running_taskrun_deleted_or_cancelled_is_cleaned_before_its_slot_is_freed() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
-    core.handle(Input::Observed(candidate("next", "linux/arm64", 1)), T0);
-    core.handle(Input::Report(key("next"), Report::Done), T0);
+    core.feed(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("next", "linux/arm64", 1)), T0);
+    core.feed(Input::Report(key("next"), Report::Done), T0);
     // Deleted while provisioning: the op in flight ends first.
     let mut deleting = finished(candidate("run", "linux/arm64", 0));
     deleting.deleting = true;
     deleting.finalizer = true;
-    let out = core.handle(Input::Observed(deleting), T0);
+    let out = core.feed(Input::Observed(deleting), T0);
     assert!(
         work(&out).is_empty(),
         "nothing new while the Provision is in flight"
     );
-    let out = core.handle(Input::Report(key("run"), Report::Provisioned), T0);
+    let out = core.feed(Input::Report(key("run"), Report::Provisioned), T0);
     let [Command::Release(r)] = work(&out)[..] else {
         panic!("{out:?}");
     };
@@ -473,23 +546,26 @@ fn a_running_taskrun_deleted_or_cancelled_is_cleaned_before_its_slot_is_freed() 
         provisions(&out).is_empty(),
         "slot not free before the host is clean"
     );
-    let out = core.handle(Input::Report(key("run"), Report::Released), T0);
+    let out = core.feed(Input::Report(key("run"), Report::Released), T0);
     assert_eq!(provisions(&out), [("next".into(), "a1".into())]);
 }
 
 #[test]
 fn api_errors_are_retried_with_capped_backoff() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
     let mut now = T0;
     let mut delays = Vec::new();
     for _ in 0..9 {
-        let out = core.handle(Input::Report(key("b"), Report::ApiError("500".into())), now);
+        let out = core.feed(Input::Report(key("b"), Report::ApiError("500".into())), now);
         assert!(work(&out).is_empty());
-        let at = core.next_deadline().expect("a retry is scheduled");
+        let at = core
+            .next_deadline()
+            .expect("a retry is scheduled")
+            .as_millisecond();
         delays.push(at - now);
         now = at;
-        let out = core.handle(Input::Tick, now);
+        let out = core.feed(Input::Tick, now);
         assert_eq!(
             provisions(&out),
             [("b".into(), "a1".into())],
@@ -540,13 +616,13 @@ fn restart_rebuilds_slots_from_labels_before_allocating() {
     );
     assert_eq!(core.gauges().hosts["a1"].used, 2);
     // Resuming a TaskRun whose Secret exists counts nothing again.
-    let out = core.handle(Input::Report(key("r1"), Report::AlreadyProvisioned), T0);
+    let out = core.feed(Input::Report(key("r1"), Report::AlreadyProvisioned), T0);
     assert!(
         !out.iter()
             .any(|c| matches!(c, Command::Metric(_) | Command::Event(_))),
         "{out:?}"
     );
-    let out = core.handle(Input::Report(key("r2"), Report::Released), T0);
+    let out = core.feed(Input::Report(key("r2"), Report::Released), T0);
     assert_eq!(provisions(&out), [("new".into(), "a1".into())]);
 }
 
@@ -556,11 +632,11 @@ fn the_allocation_timeout_fails_a_waiter() {
         &[("a1", "linux/arm64", 1)],
         &[("allocation-timeout", "30")],
     )));
-    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
-    core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
-    core.handle(Input::Report(key("w"), Report::Done), T0);
-    assert_eq!(core.next_deadline(), Some(T0 + 30_000));
-    let out = core.handle(Input::Tick, T0 + 30_000);
+    core.feed(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.feed(Input::Report(key("w"), Report::Done), T0);
+    assert_eq!(core.next_deadline(), Some(at(T0 + 30_000)));
+    let out = core.feed(Input::Tick, T0 + 30_000);
     let fail = failure(&out).expect("timed out");
     assert!(
         fail.message
@@ -574,18 +650,18 @@ fn the_allocation_timeout_fails_a_waiter() {
 #[test]
 fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
-    core.handle(Input::Report(key("b"), Report::Provisioned), T0);
+    core.feed(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    core.feed(Input::Report(key("b"), Report::Provisioned), T0);
     let mut deleting = finished(candidate("b", "linux/arm64", 0));
     deleting.deleting = true;
-    core.handle(Input::Observed(deleting), T0);
+    core.feed(Input::Observed(deleting), T0);
     let down = HostFailure {
         kind: HostFailureKind::Unreachable,
         message: "timeout".into(),
     };
     let mut now = T0;
     loop {
-        let out = core.handle(
+        let out = core.feed(
             Input::Report(key("b"), Report::CleanupFailed(down.clone())),
             now,
         );
@@ -593,8 +669,11 @@ fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound()
             out.iter()
                 .any(|c| matches!(c, Command::Metric(Metric::CleanupFailure { .. })))
         );
-        now = core.next_deadline().expect("retry scheduled");
-        let out = core.handle(Input::Tick, now);
+        now = core
+            .next_deadline()
+            .expect("retry scheduled")
+            .as_millisecond();
+        let out = core.feed(Input::Tick, now);
         let [Command::Release(r)] = work(&out)[..] else {
             panic!("{out:?}");
         };
@@ -604,7 +683,7 @@ fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound()
         }
         assert!(now - T0 < 300_000 + 60_000, "gave up too late");
     }
-    core.handle(Input::Report(key("b"), Report::Released), now);
+    core.feed(Input::Report(key("b"), Report::Released), now);
     // The user was left behind: its slot stays taken until the reaper removed it.
     assert_eq!(core.gauges().hosts["a1"].used, 1);
     let user = UserName::for_taskrun("b", "tenant");
@@ -612,21 +691,21 @@ fn releasing_a_deleted_taskrun_gives_up_on_an_unreachable_host_after_the_bound()
         core.reapable(&host("a1"), std::slice::from_ref(&user)),
         vec![user.clone()]
     );
-    core.handle(Input::Reaped(host("a1"), vec![user]), now);
+    core.feed(Input::Reaped(host("a1"), vec![user]), now);
     assert_eq!(
         core.gauges().hosts["a1"].used,
         1,
         "still there: the slot stays taken"
     );
-    core.handle(Input::Reaped(host("a1"), vec![]), now);
+    core.feed(Input::Reaped(host("a1"), vec![]), now);
     assert_eq!(core.gauges().hosts["a1"].used, 0);
 }
 
 #[test]
 fn a_rejected_waiter_gets_its_error_secret_even_if_its_wait_patch_was_in_flight() {
     let mut core = start(present(config_with(&[("a1", "linux/arm64", 1)], &[])));
-    core.handle(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
-    let out = core.handle(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
+    core.feed(Input::Observed(candidate("run", "linux/arm64", 0)), T0);
+    let out = core.feed(Input::Observed(candidate("w", "linux/arm64", 1)), T0);
     assert!(matches!(work(&out)[..], [Command::Wait(_)]));
     // The admin disables the only host while the waiting label is being written.
     let disabled = {
@@ -643,8 +722,8 @@ fn a_rejected_waiter_gets_its_error_secret_even_if_its_wait_patch_was_in_flight(
         }
         parse(&data)
     };
-    core.handle(Input::Config(present(disabled)), T0);
-    let out = core.handle(Input::Report(key("w"), Report::Done), T0);
+    core.feed(Input::Config(present(disabled)), T0);
+    let out = core.feed(Input::Report(key("w"), Report::Done), T0);
     let fail = failure(&out).expect("the error Secret is still written");
     assert!(fail.message.contains("disabled"), "{}", fail.message);
 }
@@ -652,11 +731,11 @@ fn a_rejected_waiter_gets_its_error_secret_even_if_its_wait_patch_was_in_flight(
 #[test]
 fn stale_reports_are_ignored() {
     let mut core = arm64_pool();
-    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
-    core.handle(Input::Report(key("b"), Report::Provisioned), T0);
-    let out = core.handle(Input::Report(key("b"), Report::Provisioned), T0);
+    core.feed(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    core.feed(Input::Report(key("b"), Report::Provisioned), T0);
+    let out = core.feed(Input::Report(key("b"), Report::Provisioned), T0);
     assert!(out.is_empty(), "{out:?}");
-    let out = core.handle(Input::Report(key("nobody"), Report::Released), T0);
+    let out = core.feed(Input::Report(key("nobody"), Report::Released), T0);
     assert!(out.is_empty());
 }
 
@@ -665,9 +744,9 @@ fn foreign_taskruns_are_ignored_without_any_write() {
     let mut core = arm64_pool();
     let mut obs = candidate("other", "linux/arm64", 0);
     obs.candidate = false;
-    assert!(core.handle(Input::Observed(obs), T0).is_empty());
+    assert!(core.feed(Input::Observed(obs), T0).is_empty());
     assert!(
-        core.handle(
+        core.feed(
             Input::Observed(finished(candidate("done", "linux/arm64", 0))),
             T0
         )
@@ -679,7 +758,7 @@ fn foreign_taskruns_are_ignored_without_any_write() {
 #[test]
 fn the_reaper_spares_users_of_taskruns_holding_the_host_and_nobody_else() {
     let mut core = arm64_pool();
-    core.handle(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
+    core.feed(Input::Observed(candidate("b", "linux/arm64", 0)), T0);
     let mine = UserName::for_taskrun("b", "tenant");
     let leftover = UserName::for_taskrun("gone", "tenant");
     let reap = core.reapable(&host("a2"), &[mine.clone(), leftover.clone()]);

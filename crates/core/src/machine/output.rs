@@ -1,49 +1,25 @@
-//! The vocabulary between the core and the shell: what goes in, what comes out.
+//! What comes out of the machine, by who consumes it (as quinn-proto drains a
+//! connection): [`Work`] for the executor, one piece at a time per TaskRun, each ending
+//! in a [`super::Report`]; [`Effect`]s the runner carries out itself (Events, host
+//! probes); and [`Metric`]s to count. The shell drains them with
+//! [`super::Core::poll_work`], [`super::Core::poll_effect`] and
+//! [`super::Core::poll_metric`] after every input.
 
 use std::time::Duration;
 
 use crate::allocation::TaskRunKey;
-use crate::config::{Host, HostKeyChecking, HostName, PoolConfig};
+use crate::config::{Host, HostKeyChecking, HostName};
 use crate::naming::UserName;
 use crate::platform::Platform;
+use crate::time::Timestamp;
 
-use super::Observed;
-
-/// Something that happened, fed to [`super::Core::handle`].
-#[derive(Clone, Debug)]
-pub enum Input {
-    /// A TaskRun was added or changed (or listed again after a watch restart).
-    Observed(Observed),
-    /// A TaskRun is gone from the cluster.
-    Deleted(TaskRunKey),
-    /// The host-config ConfigMap changed.
-    Config(ConfigInput),
-    /// An operation the core ordered has ended.
-    Report(TaskRunKey, Report),
-    /// A host's health changed. The prober reports a host up only after it reached
-    /// it and removed the users [`super::Core::reapable`] named.
-    Health(HostName, bool),
-    /// The reaper passed over a host: these `u-*` users remain on it afterwards.
-    Reaped(HostName, Vec<UserName>),
-    /// Time passed: due timers fire.
-    Tick,
-}
-
-/// The state of the host-config ConfigMap.
-#[derive(Clone, Debug)]
-pub enum ConfigInput {
-    /// Present and parsed (problems, if any, are inside).
-    Present(Box<PoolConfig>),
-    /// Absent or unusable as a whole; the text says why and what to do.
-    Missing(String),
-}
-
-/// Work for the shell. Every command is idempotent: the shell may run it again after a
-/// failure, and the core re-issues it after [`Report::ApiError`].
+/// Work for the executor. Every piece is idempotent: the executor may run it again
+/// after a failure, and the machine orders it again after [`super::Report::ApiError`].
+/// At most one piece per TaskRun is in flight; the next is decided on its report.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Command {
+pub enum Work {
     /// Finalizer and allocation labels on the TaskRun, then the user on the host, then
-    /// the access Secret (SPEC §3 order). Reports `Provisioned` or `ProvisionFailed`.
+    /// the access Secret (contract §3 order). Reports `Provisioned` or `ProvisionFailed`.
     Provision(ProvisionOrder),
     /// Put the waiting label (and failed-hosts, if any) on a queued TaskRun.
     Wait(WaitOrder),
@@ -52,24 +28,40 @@ pub enum Command {
     /// Finalizer and the error Secret, so the Task fails fast.
     Fail(FailOrder),
     /// Clean the host (when `host` is set), delete the Secret, drop our labels and
-    /// finalizer (SPEC §3 order). Reports `Released` or `CleanupFailed`.
+    /// finalizer (contract §3 order). Reports `Released` or `CleanupFailed`.
     Release(ReleaseOrder),
+}
+
+impl Work {
+    /// The TaskRun the work is for (its report goes back under this key).
+    pub fn key(&self) -> &TaskRunKey {
+        match self {
+            Work::Provision(o) => &o.taskrun.key,
+            Work::Wait(o) => &o.taskrun.key,
+            Work::ServeLocal(o) => &o.key,
+            Work::Fail(o) => &o.key,
+            Work::Release(o) => &o.key,
+        }
+    }
+}
+
+/// What the runner does itself, without a report back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
     /// Publish an Event on a TaskRun.
     Event(EventOrder),
     /// Probe a host until it answers, reap its leftover users, then report it up with
-    /// [`Input::Health`]. With a `reason`, the host was taken out of service: publish
-    /// it as a warning (on the host-config ConfigMap).
+    /// [`super::Input::Health`]. With a `reason`, the host was taken out of service:
+    /// publish it as a warning (on the host-config ConfigMap).
     Probe {
         /// The host.
         host: HostName,
         /// Why it was taken down; `None` for a host that was never probed yet.
         reason: Option<String>,
     },
-    /// Count something for the metrics.
-    Metric(Metric),
 }
 
-/// The TaskRun a command is about.
+/// The TaskRun a piece of work is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskRunOrder {
     /// Which TaskRun.
@@ -80,7 +72,7 @@ pub struct TaskRunOrder {
     pub platform: Platform,
 }
 
-/// See [`Command::Provision`].
+/// See [`Work::Provision`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProvisionOrder {
     /// The TaskRun.
@@ -92,14 +84,14 @@ pub struct ProvisionOrder {
     /// Hosts that failed before (written to the annotation).
     pub failed_hosts: Vec<HostName>,
     /// The recorded allocation start, if any (kept; otherwise now is recorded).
-    pub allocation_start: Option<i64>,
+    pub allocation_start: Option<Timestamp>,
     /// How long the issued key stays valid on the host.
     pub key_lifetime: Duration,
     /// How to verify the host's key.
     pub host_key_checking: HostKeyChecking,
 }
 
-/// See [`Command::Wait`].
+/// See [`Work::Wait`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitOrder {
     /// The TaskRun.
@@ -107,10 +99,10 @@ pub struct WaitOrder {
     /// Hosts that failed before (written to the annotation).
     pub failed_hosts: Vec<HostName>,
     /// The recorded allocation start, if any.
-    pub allocation_start: Option<i64>,
+    pub allocation_start: Option<Timestamp>,
 }
 
-/// See [`Command::Fail`].
+/// See [`Work::Fail`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailOrder {
     /// Which TaskRun.
@@ -125,7 +117,7 @@ pub struct FailOrder {
     pub failed_hosts: Vec<HostName>,
 }
 
-/// See [`Command::Release`].
+/// See [`Work::Release`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReleaseOrder {
     /// Which TaskRun.
@@ -138,7 +130,7 @@ pub struct ReleaseOrder {
     pub host_key_checking: HostKeyChecking,
 }
 
-/// See [`Command::Event`].
+/// See [`Effect::Event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventOrder {
     /// Which TaskRun.
@@ -219,80 +211,25 @@ pub enum Metric {
         /// The platform as written.
         platform: String,
     },
-    /// Seconds from the slot being given to a written access Secret (no waiting).
+    /// From the slot being given to a written access Secret (no waiting).
     AllocationTime {
         /// The platform.
         platform: Platform,
-        /// Duration.
-        seconds: f64,
+        /// How long it took.
+        took: Duration,
     },
-    /// Seconds a TaskRun waited in the queue.
+    /// How long a TaskRun waited in the queue.
     WaitTime {
         /// The platform.
         platform: Platform,
-        /// Duration.
-        seconds: f64,
+        /// How long it waited.
+        took: Duration,
     },
-    /// Seconds from allocation start (waiting included) to release, for served TaskRuns.
+    /// From allocation start (waiting included) to release, for served TaskRuns.
     TaskRunTime {
         /// The platform.
         platform: Platform,
-        /// Duration.
-        seconds: f64,
+        /// How long it ran.
+        took: Duration,
     },
-}
-
-/// How an operation ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Report {
-    /// The user was created and the access Secret written: the TaskRun can build.
-    Provisioned,
-    /// The access Secret already existed (work resumed after a restart): nothing done.
-    AlreadyProvisioned,
-    /// Preparing the user on the ordered host failed.
-    ProvisionFailed(HostFailure),
-    /// The command other than Provision/Release completed.
-    Done,
-    /// The TaskRun's host was cleaned and our marks removed.
-    Released,
-    /// Cleaning the host failed; nothing was released.
-    CleanupFailed(HostFailure),
-    /// A Kubernetes call failed in a way that may pass: retry later.
-    ApiError(String),
-    /// The TaskRun no longer exists (anything created for it was cleaned).
-    Gone,
-}
-
-/// What went wrong on a host.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostFailure {
-    /// The class of failure, which decides what happens to the host.
-    pub kind: HostFailureKind,
-    /// Human-readable detail (no key material).
-    pub message: String,
-}
-
-/// Classes of host failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HostFailureKind {
-    /// Could not connect, or the connection broke or timed out: the host is down.
-    Unreachable,
-    /// The host presented a key other than the pinned or remembered one.
-    HostKeyMismatch,
-    /// The admin credentials are missing or refused.
-    AdminAccess,
-    /// A command on the host failed (disk full, useradd error, …) and what it had
-    /// created was removed again.
-    Command,
-    /// A command failed and removing what it created failed too: the host may hold a
-    /// leftover user that counts against its slots.
-    CommandWithLeftover,
-}
-
-impl HostFailureKind {
-    /// Whether the host must take no new TaskRuns until a probe reaches it (and the
-    /// reaper has removed leftovers, so its users never exceed its slots).
-    pub fn takes_host_down(self) -> bool {
-        !matches!(self, HostFailureKind::Command)
-    }
 }

@@ -1,0 +1,96 @@
+//! Placement on a static host pool: the machine's side of the [`Ledger`], which owns
+//! the slots and FIFO queues (contract §3). Hand-overs and rejections the ledger
+//! decides for other TaskRuns come back through [`Core::apply_outcome`].
+//!
+//! [`Ledger`]: crate::allocation::Ledger
+
+use super::Core;
+use super::Effect;
+use super::run::{Phase, QueueReason};
+use super::start::request;
+use crate::allocation::{Assignment, Decision, Rejected, Rejection, TaskRunKey};
+use crate::config::{HostName, Route};
+use crate::platform::Platform;
+
+impl Core {
+    /// Asks the ledger for a slot of `platform` for an unplaced TaskRun.
+    pub(super) fn place_on_pool(&mut self, key: &TaskRunKey, platform: Platform) {
+        let Some(run) = self.runs.get(key) else {
+            return;
+        };
+        let decision = self.ledger.request(request(key, run, platform));
+        self.apply_decision(key, decision);
+    }
+
+    pub(super) fn apply_decision(&mut self, key: &TaskRunKey, decision: Decision) {
+        match decision {
+            Decision::Assigned(host) => self.assign(key, host),
+            Decision::Queued { ahead } => self.queue(key, QueueReason::PoolFull, Some(ahead)),
+            Decision::Rejected(rejection) => self.reject(key, rejection),
+        }
+    }
+
+    /// Hand-overs and rejections that an operation caused for other TaskRuns.
+    pub(super) fn apply_outcome(&mut self, assigned: Vec<Assignment>, rejected: Vec<Rejected>) {
+        for Assignment { taskrun, host, .. } in assigned {
+            if self.runs.contains_key(&taskrun) {
+                self.assign(&taskrun, host);
+            } else {
+                // Cannot happen (the ledger only knows tracked TaskRuns); never leak
+                // the slot if it does.
+                let more = self.ledger.release(&taskrun);
+                self.apply_outcome(more, Vec::new());
+            }
+        }
+        for Rejected { taskrun, rejection } in rejected {
+            self.reject(&taskrun, rejection);
+        }
+    }
+
+    pub(super) fn reject(&mut self, key: &TaskRunKey, rejection: Rejection) {
+        // A platform that lost its hosts may have become local or dynamic: ask the
+        // configuration, which also words the reason best.
+        let routed = self
+            .runs
+            .get(key)
+            .and_then(|r| r.valid_platform().cloned())
+            .zip(self.config.clone())
+            .map(|(p, c)| match c.route(&p) {
+                Route::Local => None,
+                Route::Fail(err) => Some(err.to_string()),
+                Route::Pool(_) => Some(rejection.to_string()),
+            });
+        match routed {
+            Some(None) => {
+                if let Some(run) = self.runs.get_mut(key) {
+                    run.phase = Phase::Local { written: false };
+                }
+                self.step(key);
+            }
+            Some(Some(message)) => self.fail(key, message),
+            None => self.fail(key, rejection.to_string()),
+        }
+    }
+
+    /// A TaskRun vanished (its operation found it gone): free whatever it held.
+    pub(super) fn forget(&mut self, key: &TaskRunKey) {
+        if let Some(Phase::Queued {
+            reason: QueueReason::PoolFull,
+            ..
+        }) = self.runs.remove(key).map(|r| r.phase)
+        {
+            self.ledger.cancel(key);
+        }
+        let assigned = self.ledger.release(key);
+        self.apply_outcome(assigned, Vec::new());
+    }
+
+    pub(super) fn host_down(&mut self, host: &HostName, reason: &str) {
+        let assigned = self.ledger.set_health(host, false);
+        self.apply_outcome(assigned, Vec::new());
+        self.effects.push_back(Effect::Probe {
+            host: host.clone(),
+            reason: Some(reason.to_owned()),
+        });
+    }
+}

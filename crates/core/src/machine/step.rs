@@ -1,0 +1,263 @@
+//! The per-TaskRun decision: what a TaskRun in its phase needs next, and the moves
+//! between phases (placed, queued, failed, released, done).
+
+use super::Core;
+use super::output::{EventReason, Metric};
+use super::run::{Phase, QueueReason};
+use crate::allocation::TaskRunKey;
+use crate::config::{HostName, Route};
+use crate::naming::UserName;
+use crate::time::{elapsed, whole_second};
+
+impl Core {
+    /// Decides the next piece of work for a TaskRun that has none in flight.
+    pub(super) fn step(&mut self, key: &TaskRunKey) {
+        let now = self.now;
+        let Some(run) = self.runs.get_mut(key) else {
+            return;
+        };
+        if run.in_flight.is_some() || run.timer.is_some_and(|t| t > now) {
+            return;
+        }
+        match run.phase.clone() {
+            Phase::New => {
+                if run.finished {
+                    if run.marked {
+                        self.release(key, None);
+                    } else {
+                        self.done(key);
+                    }
+                } else {
+                    self.place(key);
+                }
+            }
+            Phase::Queued { reason, marked } => {
+                if run.finished {
+                    if reason == QueueReason::PoolFull {
+                        self.ledger.cancel(key);
+                    }
+                    // A gone TaskRun has no labels left to remove.
+                    if (run.marked || marked) && !run.gone {
+                        self.release(key, None);
+                    } else {
+                        self.done(key);
+                    }
+                    return;
+                }
+                let deadline = self.queue_deadline(key, reason);
+                if deadline.is_some_and(|d| d <= now) {
+                    if reason == QueueReason::PoolFull {
+                        self.ledger.cancel(key);
+                    }
+                    let message = self.queue_timeout_message(key, reason);
+                    self.fail(key, message);
+                    return;
+                }
+                if let Some(at) = deadline {
+                    self.set_timer(key, at);
+                }
+                if !marked {
+                    self.issue_wait(key);
+                }
+            }
+            Phase::Provisioning { host } => {
+                if run.finished {
+                    // The user may exist already: clean it; the slot is freed after.
+                    self.release(key, Some(host));
+                } else {
+                    self.issue_provision(key, &host);
+                }
+            }
+            Phase::Ready { host } => {
+                if run.finished {
+                    self.release(key, Some(host));
+                }
+            }
+            Phase::Local { written } => {
+                if run.finished {
+                    self.release(key, None);
+                } else if !written {
+                    self.issue_local(key);
+                }
+            }
+            Phase::Failed { message, written } => {
+                if run.finished {
+                    self.release(key, None);
+                } else if !written {
+                    self.issue_fail(key, message);
+                }
+            }
+            Phase::Releasing { host, since, .. } => {
+                let Some(h) = host else {
+                    self.issue_release(key, None);
+                    return;
+                };
+                let unknown = !self.hosts.contains_key(&h);
+                let timed_out = (run.deleting || run.gone)
+                    && elapsed(since, now) >= self.settings.release_give_up;
+                if unknown || timed_out {
+                    // The host cannot be cleaned now: release the TaskRun without it.
+                    // The user stays behind and keeps its slot until the reaper removed it.
+                    run.phase = Phase::Releasing {
+                        host: None,
+                        since,
+                        abandoned: Some(h.clone()),
+                    };
+                    let user = UserName::for_taskrun(&key.name, &key.namespace);
+                    let note = if unknown {
+                        format!(
+                            "host {h} is no longer in host-config, so build user {user} \
+                             could not be removed from it; its slot stays taken until the \
+                             host is configured again and the reaper removed the user (or \
+                             remove it by hand). Drain hosts (state: drain) until their slots \
+                             are free before removing them"
+                        )
+                    } else {
+                        format!(
+                            "host {h} could not be cleaned in time; the TaskRun is released \
+                             and the reaper will remove build user {user} when the host \
+                             answers again"
+                        )
+                    };
+                    self.event(key, EventReason::CleanupFailed, note);
+                    self.issue_release(key, None);
+                } else {
+                    self.issue_release(key, Some(h));
+                }
+            }
+            Phase::Abandoned { .. } => {}
+            Phase::Done => {
+                if run.gone {
+                    self.runs.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Where a new, unfinished TaskRun goes.
+    pub(super) fn place(&mut self, key: &TaskRunKey) {
+        let Some(run) = self.runs.get(key) else {
+            return;
+        };
+        let platform = match &run.platform {
+            // Not a candidate (no PLATFORM param) but marked: nothing to place.
+            None => {
+                self.done(key);
+                return;
+            }
+            Some(Err(message)) => {
+                let message = message.clone();
+                self.fail(key, message);
+                return;
+            }
+            Some(Ok(platform)) => platform.clone(),
+        };
+        let Some(config) = self.config.clone() else {
+            self.queue(key, QueueReason::ConfigMissing, None);
+            return;
+        };
+        match config.route(&platform) {
+            Route::Local => {
+                if let Some(run) = self.runs.get_mut(key) {
+                    run.phase = Phase::Local { written: false };
+                }
+                self.step(key);
+            }
+            Route::Fail(err) => self.fail(key, err.to_string()),
+            Route::Pool(_) => self.place_on_pool(key, platform),
+        }
+    }
+
+    pub(super) fn assign(&mut self, key: &TaskRunKey, host: HostName) {
+        let now = self.now;
+        let Some(run) = self.runs.get_mut(key) else {
+            return;
+        };
+        let waited = run.queued_at.take();
+        run.phase = Phase::Provisioning { host: host.clone() };
+        run.timer = None;
+        run.assigned_at.get_or_insert(now);
+        run.allocation_start.get_or_insert(whole_second(now));
+        if let (Some(since), Some(platform)) = (waited, run.valid_platform().cloned()) {
+            self.metric(Metric::WaitTime {
+                platform,
+                took: elapsed(since, now),
+            });
+        }
+        self.event(
+            key,
+            EventReason::Allocated,
+            format!("allocated host {host}"),
+        );
+        self.step(key);
+    }
+
+    pub(super) fn queue(&mut self, key: &TaskRunKey, reason: QueueReason, ahead: Option<usize>) {
+        let now = self.now;
+        let Some(run) = self.runs.get_mut(key) else {
+            return;
+        };
+        let was_queued = matches!(run.phase, Phase::Queued { .. });
+        let marked = match run.phase {
+            Phase::Queued { marked, .. } => marked,
+            _ => false,
+        };
+        run.phase = Phase::Queued { reason, marked };
+        if !was_queued {
+            run.queued_at = Some(now);
+        }
+        run.allocation_start.get_or_insert(whole_second(now));
+        let platform = run.platform_raw.clone();
+        let note = match (reason, ahead) {
+            (QueueReason::ConfigMissing, _) => format!(
+                "waiting for the host-config ConfigMap in namespace {}: {}",
+                self.settings.namespace, self.missing_reason
+            ),
+            (QueueReason::PoolFull, Some(0)) => {
+                format!("waiting for a free {platform} host: next in the queue")
+            }
+            (QueueReason::PoolFull, Some(ahead)) => {
+                format!("waiting for a free {platform} host: {ahead} TaskRun(s) ahead in the queue")
+            }
+            (QueueReason::PoolFull, None) => format!("waiting for a free {platform} host"),
+        };
+        self.event(key, EventReason::Waiting, note);
+        self.step(key);
+    }
+
+    pub(super) fn fail(&mut self, key: &TaskRunKey, message: String) {
+        let Some(run) = self.runs.get_mut(key) else {
+            return;
+        };
+        run.phase = Phase::Failed {
+            message: message.clone(),
+            written: false,
+        };
+        run.timer = None;
+        let platform = run.platform_raw.clone();
+        self.metric(Metric::AllocationFailure { platform });
+        self.event(key, EventReason::AllocationFailed, message);
+        self.step(key);
+    }
+
+    pub(super) fn release(&mut self, key: &TaskRunKey, host: Option<HostName>) {
+        let now = self.now;
+        if let Some(run) = self.runs.get_mut(key) {
+            run.phase = Phase::Releasing {
+                host,
+                since: now,
+                abandoned: None,
+            };
+        }
+        self.step(key);
+    }
+
+    pub(super) fn done(&mut self, key: &TaskRunKey) {
+        if let Some(run) = self.runs.get_mut(key) {
+            run.phase = Phase::Done;
+            if run.gone {
+                self.runs.remove(key);
+            }
+        }
+    }
+}
