@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mpc_core::naming::UserName;
 use multi_platform_controller::remote::{
-    AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, generate,
+    AdminKey, HostKeyPolicy, HostTarget, ProvisionRequest, SshPool, SshSettings, generate,
     parse_host_key,
 };
 use test_hosts::TestHost;
@@ -45,7 +45,7 @@ fn main() -> Result<(), BoxError> {
         admin_key: AdminKey::parse(host.root().private_key.as_bytes())?,
         host_key_policy: HostKeyPolicy::Strict(parse_host_key(host.host_key())?),
     };
-    let pool = SshPool::new(PoolConfig::default());
+    let pool = SshPool::new(SshSettings::default());
     let master = ControlMaster::start(&host)?;
     let expires = SystemTime::now() + Duration::from_secs(3600);
 

@@ -136,26 +136,59 @@ fn run_controller(args: RunArgs) -> ExitCode {
     };
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!(error = %message, "controller stopped");
+        Err(err) => {
+            tracing::error!(error = %chain(&err), "controller stopped");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(args: RunArgs) -> Result<(), String> {
+/// Why `run` stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    BindAddress(#[from] server::InvalidBindAddress),
+    #[error("cannot listen on {addr} for {what}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the Kubernetes API (set KUBECONFIG, or run in a cluster)")]
+    Kubernetes(#[source] kube::Error),
+    #[error("cannot set up the metrics")]
+    Metrics(#[from] multi_platform_controller::metrics::MetricsError),
+    #[error(transparent)]
+    Run(#[from] multi_platform_controller::controller::runner::RunError),
+}
+
+/// An error and its sources, `: `-separated, for the one log line that says why.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn serve(args: RunArgs) -> Result<(), ServeError> {
     let metrics_addr = server::parse_bind_address(&args.metrics_bind_address)?;
     let health_addr = server::parse_bind_address(&args.health_probe_bind_address)?;
+    let listen = |addr, what| move |source| ServeError::Listen { addr, what, source };
     let metrics_listener = server::bind(metrics_addr)
         .await
-        .map_err(|e| format!("cannot listen on {metrics_addr} for metrics: {e}"))?;
+        .map_err(listen(metrics_addr, "metrics"))?;
     let health_listener = server::bind(health_addr)
         .await
-        .map_err(|e| format!("cannot listen on {health_addr} for health probes: {e}"))?;
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot reach the Kubernetes API (set KUBECONFIG, or run in a cluster): {e}")
-    })?;
-    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+        .map_err(listen(health_addr, "health probes"))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(ServeError::Kubernetes)?;
+    let metrics = Arc::new(Metrics::new()?);
     let health = Arc::new(Health::default());
     let identity = args.identity.clone().unwrap_or_else(hostname);
     let mut settings = RunSettings::new(&args.namespace);
@@ -185,7 +218,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let _ = http.await;
     tracing::info!("stopped");
-    result.map_err(|e| e.to_string())
+    Ok(result?)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

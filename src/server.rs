@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -56,15 +56,14 @@ impl Health {
     /// Whether `/healthz` succeeds: the loop turned within the stall limit.
     pub fn is_alive(&self) -> bool {
         let last = self.heartbeat_ms.load(Ordering::Relaxed);
-        last == 0 || now_ms() - last < STALL_LIMIT.as_millis() as i64
+        let limit = i64::try_from(STALL_LIMIT.as_millis()).unwrap_or(i64::MAX);
+        last == 0 || now_ms().saturating_sub(last) < limit
     }
 }
 
+/// Unix milliseconds: what the heartbeat atomic holds.
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    mpc_core::time::Timestamp::now().as_millisecond()
 }
 
 /// Binds `addr`, failing early (before the controller starts) when it is taken.
@@ -134,15 +133,27 @@ async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
     }
 }
 
+/// A bind address flag that is not `:PORT` or `IP:PORT`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid bind address {value:?}: expected `:PORT` or `IP:PORT`, e.g. `:8080`")]
+pub struct InvalidBindAddress {
+    /// The flag's value.
+    pub value: String,
+    /// Why it does not parse.
+    #[source]
+    pub source: std::net::AddrParseError,
+}
+
 /// Parses `:8080` (all interfaces) or a full `host:port` address.
-pub fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
+pub fn parse_bind_address(value: &str) -> Result<SocketAddr, InvalidBindAddress> {
     let full = if value.starts_with(':') {
         format!("0.0.0.0{value}")
     } else {
         value.to_owned()
     };
-    full.parse().map_err(|_| {
-        format!("invalid bind address {value:?}: expected `:PORT` or `IP:PORT`, e.g. `:8080`")
+    full.parse().map_err(|source| InvalidBindAddress {
+        value: value.to_owned(),
+        source,
     })
 }
 
@@ -160,7 +171,12 @@ mod tests {
             parse_bind_address("127.0.0.1:9").unwrap(),
             "127.0.0.1:9".parse().unwrap()
         );
-        assert!(parse_bind_address("8080").unwrap_err().contains(":PORT"));
+        assert!(
+            parse_bind_address("8080")
+                .unwrap_err()
+                .to_string()
+                .contains(":PORT")
+        );
     }
 
     #[test]

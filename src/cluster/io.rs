@@ -30,18 +30,18 @@ pub enum ClusterError {
 
 /// Whether an error is the API server's "not found".
 pub fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 404)
+    matches!(err, kube::Error::Api(status) if status.is_not_found())
 }
 
 fn is_conflict(err: &kube::Error) -> bool {
-    // 409: resourceVersion conflict; 422: a JSON patch `test` failed.
-    matches!(err, kube::Error::Api(status) if status.code == 409 || status.code == 422)
+    // A resourceVersion conflict, or a JSON patch `test` that failed (422 Invalid).
+    matches!(err, kube::Error::Api(status) if status.is_conflict() || status.is_invalid())
 }
 
 /// 409 is also the answer to a refused write (reason `Conflict`): only the reason
 /// `AlreadyExists` says the object is there.
 fn is_already_exists(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
+    matches!(err, kube::Error::Api(status) if status.is_already_exists())
 }
 
 /// Writes to TaskRuns and Secrets.

@@ -90,7 +90,11 @@ impl ConfigMapKnownHosts {
             };
             match written {
                 Ok(()) => return Ok(key.clone()),
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(kube::Error::Api(status))
+                    if status.is_conflict() || status.is_already_exists() =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(error("write", e)),
             }
         }

@@ -151,23 +151,50 @@ pub struct Leadership {
     task: JoinHandle<()>,
 }
 
+/// Why this instance could not join the leader election.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    /// The Lease could not be read: RBAC, a wrong namespace, an API server error.
+    #[error(
+        "cannot read Lease {namespace}/{LEASE_NAME}; check the controller's Role grants get on leases there"
+    )]
+    Read {
+        /// The controller's namespace.
+        namespace: String,
+        /// What the API server answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server did not answer in time.
+    #[error("reading Lease {namespace}/{LEASE_NAME} timed out; is the API server reachable?")]
+    Timeout {
+        /// The controller's namespace.
+        namespace: String,
+    },
+}
+
 impl Leadership {
     /// Joins the election (the Lease is created when it does not exist).
     pub async fn start(
         client: Client,
         namespace: &str,
         election: &LeaderElection,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ElectionError> {
         let api = Api::<Lease>::namespaced(client, namespace);
         let timing = Timing::of(election);
         // Fail early when the Lease cannot even be read (RBAC, wrong namespace).
         match tokio::time::timeout(timing.request_timeout, api.get_opt(LEASE_NAME)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("cannot read Lease {namespace}/{LEASE_NAME}: {e}")),
+            Ok(Err(source)) => {
+                return Err(ElectionError::Read {
+                    namespace: namespace.to_owned(),
+                    source,
+                });
+            }
             Err(_) => {
-                return Err(format!(
-                    "reading Lease {namespace}/{LEASE_NAME} timed out; is the API server reachable?"
-                ));
+                return Err(ElectionError::Timeout {
+                    namespace: namespace.to_owned(),
+                });
             }
         }
         let (tx, changes) = watch::channel(false);
@@ -384,7 +411,7 @@ impl Campaign {
             .await
         {
             Ok(_) => Ok(Round::Held),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(kube::Error::Api(s)) if s.is_conflict() => {
                 debug!("the Lease changed meanwhile; another replica got there first");
                 Ok(Round::NotHeld)
             }
@@ -413,7 +440,9 @@ impl Campaign {
                 info!(identity = %self.me, "created and took the Lease");
                 Ok(Round::Held)
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Round::NotHeld),
+            Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => {
+                Ok(Round::NotHeld)
+            }
             Err(e) => Err(e),
         }
     }

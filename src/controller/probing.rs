@@ -10,15 +10,34 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::executor::failure_kind;
-use super::targets::{AdminKeys, target};
+use super::targets::{AdminKeys, TargetError, target};
 use crate::metrics::Metrics;
-use crate::remote::{KnownHosts, SshPool};
+use crate::remote::{HostTarget, KnownHosts, RemoteError, SshPool};
 use mpc_core::config::{Host, HostKeyChecking, HostName};
 use mpc_core::naming::UserName;
+
+/// Why a host could not be probed or listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The host is no longer (or not yet) in the directory.
+    #[error("host {0} is not in host-config")]
+    NotConfigured(HostName),
+    /// Its admin key or host key cannot be used as configured.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The probe login or command failed (the message names the cause: it is logged
+    /// on one line).
+    #[error("{0} ({kind:?})", kind = failure_kind(.0))]
+    Probe(RemoteError),
+    /// Listing its build users failed.
+    #[error("listing its build users failed: {0}")]
+    ListUsers(RemoteError),
+}
 
 /// First and longest wait between probes of a host that does not answer.
 const PROBE_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
@@ -76,60 +95,59 @@ pub struct HostCare {
 }
 
 impl HostCare {
-    fn target_of(&self, host: &HostName) -> Result<crate::remote::HostTarget, String> {
+    fn target_of(&self, host: &HostName) -> Result<HostTarget, ProbeError> {
         let directory = self.directory.borrow().clone();
         let definition = directory
             .hosts
             .get(host)
-            .ok_or_else(|| format!("host {host} is not in host-config"))?;
-        target(
+            .ok_or_else(|| ProbeError::NotConfigured(host.clone()))?;
+        Ok(target(
             definition,
             directory.checking,
             &self.admin_keys,
             &self.known_hosts,
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
-    /// Probes `host` until it answers (backing off up to a minute), then sends its
-    /// users. Runs until it succeeds or is aborted.
+    /// Probes `host` until it answers (backing off, with jitter, up to a minute), then
+    /// sends its users. Runs until it succeeds or is aborted.
     pub async fn probe_until_up(self, host: HostName) {
-        let mut delay = PROBE_BACKOFF.0;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match self.reach(&host).await {
-                Ok(users) => {
-                    if attempt > 1 {
-                        info!(%host, attempts = attempt, "host answers again");
-                    }
-                    let _ = self.news.send(HostNews::Reachable { host, users }).await;
-                    return;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(PROBE_BACKOFF.0)
+            .with_max_delay(PROBE_BACKOFF.1)
+            .without_max_times()
+            .with_jitter();
+        let mut failures = 0u32;
+        let reached = (|| self.reach(&host))
+            .retry(backoff)
+            .notify(|why, _| {
+                failures += 1;
+                if failures == 1 {
+                    warn!(%host, error = %why, "host cannot be used yet; probing again with backoff");
+                } else {
+                    debug!(%host, attempt = failures, error = %why, "host still does not answer");
                 }
-                Err(why) => {
-                    if attempt == 1 {
-                        warn!(%host, error = %why, "host cannot be used yet; probing again with backoff");
-                    } else {
-                        debug!(%host, attempt, error = %why, "host still does not answer");
-                    }
-                }
+            })
+            .await;
+        if let Ok(users) = reached {
+            if failures > 0 {
+                info!(%host, attempts = failures + 1, "host answers again");
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(PROBE_BACKOFF.1);
+            let _ = self.news.send(HostNews::Reachable { host, users }).await;
         }
     }
 
-    async fn reach(&self, host: &HostName) -> Result<Vec<(UserName, Option<Duration>)>, String> {
+    async fn reach(
+        &self,
+        host: &HostName,
+    ) -> Result<Vec<(UserName, Option<Duration>)>, ProbeError> {
         let target = self.target_of(host)?;
-        self.ssh
-            .probe(&target)
-            .await
-            .map_err(|e| format!("{e} ({:?})", failure_kind(&e)))?;
+        self.ssh.probe(&target).await.map_err(ProbeError::Probe)?;
         let users = self
             .ssh
             .list_users(&target)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(ProbeError::ListUsers)?;
         Ok(users.into_iter().map(|u| (u.name, u.age)).collect())
     }
 

@@ -51,7 +51,7 @@ pub struct RunSettings {
     /// Tunables of the core.
     pub core: CoreSettings,
     /// SSH connection settings.
-    pub ssh: remote::PoolConfig,
+    pub ssh: remote::SshSettings,
     /// Time between reaper passes over healthy hosts.
     pub reap_interval: Duration,
     /// Periodic passes leave users younger than this alone (doctor's throwaway user,
@@ -77,7 +77,7 @@ impl RunSettings {
                 namespace: namespace.to_owned(),
                 ..CoreSettings::default()
             },
-            ssh: remote::PoolConfig::default(),
+            ssh: remote::SshSettings::default(),
             reap_interval: Duration::from_secs(300),
             reap_min_age: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(20),
@@ -92,8 +92,8 @@ impl RunSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Leader election could not be set up.
-    #[error("leader election: {0}")]
-    Leadership(String),
+    #[error("cannot join the leader election")]
+    Leadership(#[from] super::leader::ElectionError),
 }
 
 type WatchStream<K> = Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
@@ -123,11 +123,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let mut runner = Runner::new(client.clone(), settings.clone(), metrics, health);
     let mut leadership = match &settings.leader_election {
-        Some(election) => Some(
-            Leadership::start(client, &settings.namespace, election)
-                .await
-                .map_err(RunError::Leadership)?,
-        ),
+        Some(election) => Some(Leadership::start(client, &settings.namespace, election).await?),
         None => None,
     };
     runner.leader = leadership.is_none();

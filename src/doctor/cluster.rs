@@ -137,20 +137,34 @@ pub async fn admin_key(
     }
 }
 
+/// Why doctor could not read what it needs from the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The API server refused or failed the request.
+    #[error("{}", api_error(.0))]
+    Api(#[source] kube::Error),
+    /// Listing TaskRuns failed.
+    #[error("{}; doctor needs list on taskruns.tekton.dev in all namespaces", api_error(.0))]
+    TaskRuns(#[source] kube::Error),
+    /// The cluster serves no TaskRuns.
+    #[error("the TaskRun API (tekton.dev/v1 taskruns) is not served; is Tekton installed?")]
+    NoTekton,
+}
+
 /// The known-hosts ConfigMap's data; empty when it does not exist.
 pub async fn known_hosts(
     client: &kube::Client,
     namespace: &str,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, ReadError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(KNOWN_HOSTS_CONFIG_NAME).await {
         Ok(cm) => Ok(cm.and_then(|cm| cm.data).unwrap_or_default()),
-        Err(e) => Err(api_error(&e)),
+        Err(e) => Err(ReadError::Api(e)),
     }
 }
 
 /// TaskRuns (all namespaces) per `assigned-host` label value, `localhost` left out.
-pub async fn slots_used(client: &kube::Client) -> Result<BTreeMap<String, u32>, String> {
+pub async fn slots_used(client: &kube::Client) -> Result<BTreeMap<String, u32>, ReadError> {
     let api: Api<TaskRunObject> = Api::all(client.clone());
     let mut params = ListParams::default()
         .labels(ASSIGNED_HOST_LABEL)
@@ -158,14 +172,8 @@ pub async fn slots_used(client: &kube::Client) -> Result<BTreeMap<String, u32>, 
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     loop {
         let page = api.list_metadata(&params).await.map_err(|e| match &e {
-            kube::Error::Api(status) if status.code == 404 => {
-                "the TaskRun API (tekton.dev/v1 taskruns) is not served; is Tekton installed?"
-                    .to_owned()
-            }
-            _ => format!(
-                "{}; doctor needs list on taskruns.tekton.dev in all namespaces",
-                api_error(&e)
-            ),
+            kube::Error::Api(status) if status.is_not_found() => ReadError::NoTekton,
+            _ => ReadError::TaskRuns(e),
         })?;
         for taskrun in &page.items {
             let host = taskrun

@@ -9,31 +9,30 @@ use russh::keys::PublicKey;
 
 use super::facts::RememberedKey;
 use crate::remote::{KnownHosts, KnownHostsError, fingerprint, parse_host_key};
+use mpc_core::config::InvalidHostKey;
 
 /// Parses the known-hosts ConfigMap's `data` (host name → OpenSSH public key line).
 /// Invalid entries are kept as errors (the reason, never the value).
 pub fn parse_entries(
     data: &BTreeMap<String, String>,
-) -> BTreeMap<String, Result<PublicKey, String>> {
+) -> BTreeMap<String, Result<PublicKey, InvalidHostKey>> {
     data.iter()
-        .map(|(host, line)| {
-            let key = parse_host_key(line).map_err(|_| {
-                "expected an OpenSSH public key line such as `ssh-ed25519 AAAA…`".to_owned()
-            });
-            (host.clone(), key)
-        })
+        .map(|(host, line)| (host.clone(), parse_host_key(line)))
         .collect()
 }
 
 /// The fact for `host` from parsed entries.
 pub fn remembered_key(
-    entries: &BTreeMap<String, Result<PublicKey, String>>,
+    entries: &BTreeMap<String, Result<PublicKey, InvalidHostKey>>,
     host: &str,
 ) -> RememberedKey {
     match entries.get(host) {
         None => RememberedKey::None,
         Some(Ok(key)) => RememberedKey::Key(fingerprint(key)),
-        Some(Err(why)) => RememberedKey::Invalid(why.clone()),
+        // The reason only, never the value: it is not ours to echo.
+        Some(Err(_)) => RememberedKey::Invalid(
+            "expected an OpenSSH public key line such as `ssh-ed25519 AAAA…`".to_owned(),
+        ),
     }
 }
 
@@ -48,7 +47,7 @@ pub struct SnapshotKnownHosts {
 
 impl SnapshotKnownHosts {
     /// A store that knows the valid `entries`.
-    pub fn new(entries: &BTreeMap<String, Result<PublicKey, String>>) -> Self {
+    pub fn new(entries: &BTreeMap<String, Result<PublicKey, InvalidHostKey>>) -> Self {
         SnapshotKnownHosts {
             remembered: entries
                 .iter()

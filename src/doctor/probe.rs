@@ -12,11 +12,12 @@ use tokio::time::Instant;
 use super::facts::{Contact, StepError, UserTest};
 use super::known_hosts::SnapshotKnownHosts;
 use super::verdict::host_key_verified_before;
-use crate::remote::error::Phase;
+use crate::remote::error::SshStep;
 use crate::remote::{
     AdminKey, HostKeyPolicy, HostTarget, KnownHosts, ProvisionRequest, RemoteError, SshPool,
     fingerprint, generate,
 };
+use crate::remote::{InvalidRequest, KeyError};
 use mpc_core::config::Host;
 use mpc_core::host_work::script::Operation;
 use mpc_core::naming::UserName;
@@ -58,10 +59,19 @@ fn checked_key(host: &Host, store: &SnapshotKnownHosts) -> Option<String> {
     }
 }
 
+/// Doctor could not prepare the keys or requests of a check on this machine.
+#[derive(Debug, thiserror::Error)]
+enum LocalError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Request(#[from] InvalidRequest),
+}
+
 /// A private key nobody authorized, for a handshake when the admin key is unusable.
-fn throwaway_key() -> Result<AdminKey, String> {
-    let pair = generate().map_err(|e| e.to_string())?;
-    AdminKey::parse(pair.private_key_openssh().as_bytes()).map_err(|e| e.to_string())
+fn throwaway_key() -> Result<AdminKey, LocalError> {
+    let pair = generate()?;
+    Ok(AdminKey::parse(pair.private_key_openssh().as_bytes())?)
 }
 
 /// Runs `step` until `deadline`; running out of time is a [`RemoteError::Timeout`].
@@ -69,7 +79,7 @@ async fn within<T>(
     deadline: Instant,
     limit: Duration,
     host: &str,
-    phase: Phase,
+    phase: SshStep,
     step: impl Future<Output = Result<T, RemoteError>>,
 ) -> Result<T, RemoteError> {
     tokio::time::timeout_at(deadline, step)
@@ -134,7 +144,7 @@ pub async fn probe_host(
     if admin_key.is_none() {
         let started = Instant::now();
         let login = pool.try_login(&target, &host.user, &login_key);
-        return match within(deadline, timeout, name, Phase::Connect, login).await {
+        return match within(deadline, timeout, name, SshStep::Connect, login).await {
             // Accepted would mean sshd takes any key; it still proves the handshake.
             Ok(_) => (
                 Contact::Handshake {
@@ -147,7 +157,15 @@ pub async fn probe_host(
         };
     }
 
-    match within(deadline, timeout, name, Phase::Connect, pool.probe(&target)).await {
+    match within(
+        deadline,
+        timeout,
+        name,
+        SshStep::Connect,
+        pool.probe(&target),
+    )
+    .await
+    {
         Ok(probe) => {
             let contact = Contact::Probed {
                 round_trip: probe.round_trip,
@@ -166,25 +184,22 @@ pub async fn probe_host(
 fn requests(
     user: &UserName,
     host: &Host,
-) -> Result<(ProvisionRequest, ProvisionRequest, AdminKey), String> {
-    let pair = generate().map_err(|e| e.to_string())?;
-    let login =
-        AdminKey::parse(pair.private_key_openssh().as_bytes()).map_err(|e| e.to_string())?;
+) -> Result<(ProvisionRequest, ProvisionRequest, AdminKey), LocalError> {
+    let pair = generate()?;
+    let login = AdminKey::parse(pair.private_key_openssh().as_bytes())?;
     let now = SystemTime::now();
     let expired = ProvisionRequest::new(
         user.clone(),
         pair.public_key(),
         now - EXPIRED_SINCE,
         &host.sudo_commands,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let valid = ProvisionRequest::new(
         user.clone(),
         pair.public_key(),
         now + VALID_FOR,
         &host.sudo_commands,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok((expired, valid, login))
 }
 
@@ -205,7 +220,7 @@ async fn user_test(
         Err(why) => {
             return UserTest {
                 user,
-                provision_expired: Err(StepError::Local(why)),
+                provision_expired: Err(StepError::Local(why.to_string())),
                 expired_login: None,
                 provision_valid: None,
                 valid_login: None,
@@ -215,7 +230,7 @@ async fn user_test(
         }
     };
     let remote = StepError::Remote;
-    let provision = Phase::Command(Operation::Provision);
+    let provision = SshStep::Command(Operation::Provision);
     let login = || pool.try_login(target, user.as_str(), &login_key);
 
     let provision_expired = within(
@@ -232,7 +247,7 @@ async fn user_test(
     let mut provision_valid = None;
     let mut valid_login = None;
     if provision_expired.is_ok() {
-        let outcome = within(deadline, limit, name, Phase::Connect, login())
+        let outcome = within(deadline, limit, name, SshStep::Connect, login())
             .await
             .map_err(remote);
         let refused = outcome == Ok(crate::remote::LoginOutcome::Refused);
@@ -250,7 +265,7 @@ async fn user_test(
             .map_err(remote);
             if rekeyed.is_ok() {
                 valid_login = Some(
-                    within(deadline, limit, name, Phase::Connect, login())
+                    within(deadline, limit, name, SshStep::Connect, login())
                         .await
                         .map_err(remote),
                 );
@@ -262,7 +277,7 @@ async fn user_test(
     // Provisioning may have got partway even when it failed or timed out: always clean
     // up, with a budget of its own.
     let cleanup_deadline = Instant::now() + limit;
-    let cleanup_phase = Phase::Command(Operation::Cleanup);
+    let cleanup_phase = SshStep::Command(Operation::Cleanup);
     let cleanup = within(
         cleanup_deadline,
         limit,
@@ -278,7 +293,7 @@ async fn user_test(
             cleanup_deadline,
             limit,
             name,
-            Phase::Command(Operation::ListUsers),
+            SshStep::Command(Operation::ListUsers),
             pool.list_users(target),
         )
         .await;

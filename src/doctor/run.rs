@@ -121,10 +121,10 @@ pub async fn observe(args: &DoctorArgs) -> Result<Observation, Fatal> {
         },
     );
 
-    let pool = SshPool::new(remote::PoolConfig {
+    let pool = SshPool::new(remote::SshSettings {
         connect_timeout: timeout,
         command_timeout: timeout,
-        ..remote::PoolConfig::default()
+        ..remote::SshSettings::default()
     });
     let probes = hosts.iter().map(|host| {
         let (pool, store, keys, entries) = (&pool, &store, &keys, &entries);
@@ -151,8 +151,8 @@ pub async fn observe(args: &DoctorArgs) -> Result<Observation, Fatal> {
         config_labelled: host_config.labelled,
         config,
         selected,
-        known_hosts_error,
-        slots_used,
+        known_hosts_error: known_hosts_error.map(|e| e.to_string()),
+        slots_used: slots_used.map_err(|e| e.to_string()),
         hosts: probed,
     })
 }

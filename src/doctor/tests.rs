@@ -10,7 +10,7 @@ use super::report::*;
 use super::run::{render, select};
 use super::verdict::report;
 use super::{OutputFormat, table};
-use crate::remote::error::Phase;
+use crate::remote::error::SshStep;
 use crate::remote::{LoginOutcome, Privilege, RemoteError, UserKeyPair, generate};
 use mpc_core::config::{self, PoolConfig};
 use mpc_core::host_work::script::Operation;
@@ -187,7 +187,7 @@ fn connection_failures_fail_the_right_cell_with_advice() {
         (
             RemoteError::Timeout {
                 host: host.clone(),
-                phase: Phase::Connect,
+                phase: SshStep::Connect,
                 after: Duration::from_secs(5),
             },
             ["timeout", "-", "-"],
@@ -236,7 +236,7 @@ fn connection_failures_fail_the_right_cell_with_advice() {
         (
             RemoteError::Timeout {
                 host: host.clone(),
-                phase: Phase::Command(Operation::Probe),
+                phase: SshStep::Command(Operation::Probe),
                 after: Duration::from_secs(5),
             },
             ["yes", "pinned", "timeout"],
@@ -397,7 +397,7 @@ fn the_user_test_outcomes() {
     let timeout = || {
         StepError::Remote(RemoteError::Timeout {
             host: "pinned".into(),
-            phase: Phase::Command(Operation::Provision),
+            phase: SshStep::Command(Operation::Provision),
             after: Duration::from_secs(5),
         })
     };
@@ -661,7 +661,7 @@ fn arb_error() -> impl Strategy<Value = RemoteError> {
         }),
         Just(RemoteError::Timeout {
             host: h(),
-            phase: Phase::Connect,
+            phase: SshStep::Connect,
             after: Duration::from_secs(1)
         }),
         Just(RemoteError::HostKeyMismatch {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
 
@@ -13,7 +14,7 @@ const MAX_STDOUT: usize = 4 << 20;
 /// Most stderr kept from one command.
 const MAX_STDERR: usize = 64 << 10;
 /// How often a refused session channel is retried before giving up.
-const CHANNEL_OPEN_TRIES: u32 = 8;
+const CHANNEL_OPEN_TRIES: usize = 8;
 
 /// Why a command did not produce an answer.
 pub(crate) enum ChannelError {
@@ -92,27 +93,26 @@ async fn exchange(
     Ok(output)
 }
 
-/// Opens a session channel, retrying (with backoff) while sshd refuses one.
+/// Opens a session channel, retrying (with jittered backoff) while sshd refuses one.
 async fn open_channel<H: client::Handler>(
     handle: &Handle<H>,
 ) -> Result<russh::Channel<client::Msg>, ChannelError> {
-    let mut backoff = Duration::from_millis(20);
-    for attempt in 1..=CHANNEL_OPEN_TRIES {
-        match handle.channel_open_session().await {
-            Ok(channel) => return Ok(channel),
-            Err(russh::Error::ChannelOpenFailure(reason)) => {
-                if attempt == CHANNEL_OPEN_TRIES {
-                    return Err(ChannelError::Refused(format!(
-                        "sshd refused a session channel {CHANNEL_OPEN_TRIES} times ({reason:?}); is its MaxSessions below the pool's channel limit?"
-                    )));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
-            }
-            Err(e) => return Err(ChannelError::Lost(e.to_string())),
-        }
-    }
-    Err(ChannelError::Refused("no session channel".into()))
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(CHANNEL_OPEN_TRIES - 1)
+        .with_jitter();
+    (|| handle.channel_open_session())
+        .retry(backoff)
+        .when(|e| matches!(e, russh::Error::ChannelOpenFailure(_)))
+        .await
+        .map_err(|e| match e {
+            russh::Error::ChannelOpenFailure(reason) => ChannelError::Refused(format!(
+                "sshd refused a session channel {CHANNEL_OPEN_TRIES} times ({reason:?}); is its \
+                 MaxSessions below the pool's channel limit?"
+            )),
+            other => ChannelError::Lost(other.to_string()),
+        })
 }
 
 fn append(buffer: &mut Vec<u8>, data: &[u8], max: usize) {

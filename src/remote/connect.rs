@@ -11,12 +11,12 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::remote::channel::{ChannelError, run};
-use crate::remote::error::{Phase, RemoteError};
+use crate::remote::error::{RemoteError, SshStep};
 use crate::remote::host_key::{
     HostKeyPolicy, KnownHosts, KnownHostsError, Mismatch, host_key_algorithms, verify,
 };
 use crate::remote::keys::fingerprint;
-use crate::remote::session::PoolConfig;
+use crate::remote::settings::SshSettings;
 use crate::remote::target::{HostTarget, Identity};
 use mpc_core::host_work::report;
 use mpc_core::host_work::script::{Operation, Privilege, RemoteCommand, WHOAMI_COMMAND};
@@ -112,7 +112,7 @@ async fn expectation(host: &HostTarget) -> Result<Expectation, RemoteError> {
 /// all within the connect timeout.
 pub(crate) async fn connect(
     host: &HostTarget,
-    config: &PoolConfig,
+    config: &SshSettings,
 ) -> Result<Connection, RemoteError> {
     let attempt = async {
         let expectation = expectation(host).await?;
@@ -189,7 +189,7 @@ pub(crate) async fn connect(
         .await
         .map_err(|_| RemoteError::Timeout {
             host: host.name.clone(),
-            phase: Phase::Connect,
+            phase: SshStep::Connect,
             after: config.connect_timeout,
         })?
 }

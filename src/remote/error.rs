@@ -23,20 +23,20 @@ pub enum FailureClass {
     OperationFailed,
 }
 
-/// The phase that ran out of time.
+/// The step of SSH work that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
+pub enum SshStep {
     /// TCP connect, SSH handshake and authentication.
     Connect,
     /// Running a remote command.
     Command(Operation),
 }
 
-impl fmt::Display for Phase {
+impl fmt::Display for SshStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Phase::Connect => f.write_str("connecting"),
-            Phase::Command(op) => write!(f, "running {op}"),
+            SshStep::Connect => f.write_str("connecting"),
+            SshStep::Command(op) => write!(f, "running {op}"),
         }
     }
 }
@@ -61,7 +61,7 @@ pub enum RemoteError {
         /// Host name in the pool.
         host: String,
         /// What was going on.
-        phase: Phase,
+        phase: SshStep,
         /// The timeout.
         after: Duration,
     },

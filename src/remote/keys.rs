@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use mpc_core::config::{HostKey, InvalidHostKey};
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use ssh_key::LineEnding;
 use zeroize::Zeroizing;
@@ -26,11 +27,6 @@ pub enum KeyError {
         "the admin key is passphrase-protected; store it without a passphrase (`ssh-keygen -p -N ''`)"
     )]
     Encrypted,
-    /// The host key text is not an OpenSSH public key.
-    #[error(
-        "invalid host key {0:?}: expected an OpenSSH public key such as `ssh-ed25519 AAAA…` (a `known_hosts` or `ssh-keyscan` line also works)"
-    )]
-    InvalidPublicKey(String),
 }
 
 /// The SHA256 fingerprint of a public key, as OpenSSH prints it (`SHA256:…`).
@@ -150,22 +146,11 @@ impl fmt::Debug for AdminKey {
     }
 }
 
-/// Parses a host public key as an admin writes it in `host.<name>.host-key`:
-/// `ssh-ed25519 AAAA… [comment]`, or a `known_hosts` / `ssh-keyscan` line with the host
-/// in front (`192.0.2.7 ssh-ed25519 AAAA…`).
-pub fn parse_host_key(text: &str) -> Result<PublicKey, KeyError> {
-    let invalid = || KeyError::InvalidPublicKey(abbreviate(text));
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let start = fields
-        .iter()
-        .position(|f| f.parse::<Algorithm>().is_ok())
-        .ok_or_else(invalid)?;
-    let (algorithm, base64) = match fields.get(start..start + 2) {
-        Some([algorithm, base64]) => (*algorithm, *base64),
-        _ => return Err(invalid()),
-    };
-    let key = PublicKey::from_openssh(&format!("{algorithm} {base64}")).map_err(|_| invalid())?;
-    Ok(PublicKey::new(key.key_data().clone(), ""))
+/// Parses a host public key, `ssh-ed25519 AAAA… [comment]`, by the rules of
+/// [`HostKey::parse`] (the one host-key parser, shared with host-config's
+/// `host.<name>.host-key`).
+pub fn parse_host_key(text: &str) -> Result<PublicKey, InvalidHostKey> {
+    HostKey::parse(text).map(|key| key.public_key().clone())
 }
 
 /// The line for a `known_hosts` file pinning `key` for `address` (port 22, as the
@@ -178,15 +163,6 @@ pub fn known_hosts_line(address: &str, key: &PublicKey) -> String {
         // so the caller still gets a line that fails closed in ssh.
         Err(_) => format!("# {address} {}", fingerprint(key)),
     }
-}
-
-/// The first characters of an untrusted string, for error messages.
-fn abbreviate(text: &str) -> String {
-    let mut short: String = text.chars().take(40).collect();
-    if text.chars().count() > 40 {
-        short.push('…');
-    }
-    short
 }
 
 #[cfg(test)]
@@ -243,26 +219,26 @@ mod tests {
     }
 
     #[test]
-    fn host_keys_parse_from_plain_known_hosts_and_keyscan_lines() {
+    fn host_keys_parse_with_or_without_comment_and_never_with_a_host_column() {
         let pair = generate().unwrap();
         let line = pair.public_key_line();
         for text in [
             line.to_owned(),
             format!("{line} root@build-1"),
-            format!("192.0.2.7 {line}"),
-            format!("[192.0.2.7]:2222,build-1 {line} comment"),
             format!("  {line}\n"),
         ] {
             let key = parse_host_key(&text).unwrap();
             assert_eq!(key.key_data(), pair.public_key().key_data(), "{text}");
             assert_eq!(fingerprint(&key), pair.fingerprint());
         }
+        let known_hosts = format!("192.0.2.7 {line}");
         for bad in [
             "",
             "ssh-ed25519",
             "ssh-ed25519 AAAA",
             "hello world",
             "ssh-rsa !!!",
+            known_hosts.as_str(),
         ] {
             assert!(parse_host_key(bad).is_err(), "{bad:?}");
         }

@@ -18,9 +18,9 @@
 //! # async fn demo(host: multi_platform_controller::remote::HostTarget) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::{Duration, SystemTime};
 //! use mpc_core::naming::UserName;
-//! use multi_platform_controller::remote::{generate, PoolConfig, ProvisionRequest, SshPool};
+//! use multi_platform_controller::remote::{generate, SshSettings, ProvisionRequest, SshPool};
 //!
-//! let pool = SshPool::new(PoolConfig::default());
+//! let pool = SshPool::new(SshSettings::default());
 //! let user = UserName::for_taskrun("buildah-remote-x7k2q", "dev-tenant");
 //! let key = generate()?;
 //! let expires = SystemTime::now() + Duration::from_secs(24 * 3600);
@@ -38,9 +38,10 @@ pub mod host_key;
 pub mod keys;
 mod login;
 pub mod session;
+pub mod settings;
 pub mod target;
 
-pub use error::{FailureClass, Phase, RemoteError};
+pub use error::{FailureClass, RemoteError, SshStep};
 pub use host_key::{HostKeyPolicy, KnownHosts, KnownHostsError, MemoryKnownHosts};
 pub use keys::{
     AdminKey, KeyError, UserKeyPair, fingerprint, generate, known_hosts_line, parse_host_key,
@@ -49,5 +50,6 @@ pub use login::LoginOutcome;
 pub use mpc_core::host_work::report::BuildUser;
 pub use mpc_core::host_work::request::{InvalidRequest, ProvisionRequest};
 pub use mpc_core::host_work::script::Privilege;
-pub use session::{CleanedUp, PoolConfig, ProbeReport, Provisioned, SshPool};
+pub use session::{CleanedUp, ProbeReport, Provisioned, SshPool};
+pub use settings::SshSettings;
 pub use target::HostTarget;

@@ -15,36 +15,13 @@ use tracing::{debug, info, warn};
 
 use crate::remote::channel::{ChannelError, run};
 use crate::remote::connect::{Connection, connect};
-use crate::remote::error::{Phase, RemoteError};
+use crate::remote::error::{RemoteError, SshStep};
+use crate::remote::settings::SshSettings;
 use crate::remote::target::HostTarget;
 use mpc_core::host_work::report::{self, BuildUser, RawOutput};
 use mpc_core::host_work::request::ProvisionRequest;
 use mpc_core::host_work::script::{self, Operation, Privilege, RemoteCommand};
 use mpc_core::naming::UserName;
-
-/// Timeouts and limits of an [`SshPool`].
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    /// Limit for TCP connect + SSH handshake + authentication.
-    pub connect_timeout: Duration,
-    /// Limit for one remote command (generous: deleting a big home takes a while).
-    pub command_timeout: Duration,
-    /// Channels open at once per host connection; sshd's `MaxSessions` defaults to 10.
-    pub max_channels_per_host: usize,
-    /// Keepalive interval; three unanswered keepalives close the connection.
-    pub keepalive_interval: Option<Duration>,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig {
-            connect_timeout: Duration::from_secs(15),
-            command_timeout: Duration::from_secs(120),
-            max_channels_per_host: 10,
-            keepalive_interval: Some(Duration::from_secs(30)),
-        }
-    }
-}
 
 /// A build user was created or re-keyed.
 #[derive(Debug, Clone)]
@@ -86,7 +63,7 @@ pub struct SshPool {
 }
 
 struct PoolInner {
-    config: PoolConfig,
+    config: SshSettings,
     hosts: Mutex<HashMap<String, Arc<HostSlot>>>,
 }
 
@@ -107,7 +84,7 @@ struct SlotState {
 
 impl SshPool {
     /// An empty pool; connections are made on first use.
-    pub fn new(config: PoolConfig) -> Self {
+    pub fn new(config: SshSettings) -> Self {
         SshPool {
             inner: Arc::new(PoolInner {
                 config,
@@ -117,7 +94,7 @@ impl SshPool {
     }
 
     /// The pool's configuration.
-    pub fn config(&self) -> &PoolConfig {
+    pub fn config(&self) -> &SshSettings {
         &self.inner.config
     }
 
@@ -252,7 +229,7 @@ impl SshPool {
                     forget(&slot, &connection).await;
                     return Err(RemoteError::Timeout {
                         host: host.name.clone(),
-                        phase: Phase::Command(op),
+                        phase: SshStep::Command(op),
                         after: timeout,
                     });
                 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use multi_platform_controller::remote::{
-    AdminKey, FailureClass, HostKeyPolicy, KnownHosts, MemoryKnownHosts, Phase, PoolConfig,
-    RemoteError, SshPool, fingerprint, parse_host_key,
+    AdminKey, FailureClass, HostKeyPolicy, KnownHosts, MemoryKnownHosts, RemoteError, SshPool,
+    SshSettings, SshStep, fingerprint, parse_host_key,
 };
 use test_hosts::TestHost;
 
@@ -154,7 +154,7 @@ async fn a_stopped_or_hung_sshd_fails_within_the_timeout() {
     let host = host();
     let target = root_target(&host);
     let connect_timeout = Duration::from_secs(2);
-    let pool = SshPool::new(PoolConfig {
+    let pool = SshPool::new(SshSettings {
         connect_timeout,
         ..config()
     });
@@ -180,7 +180,7 @@ async fn a_stopped_or_hung_sshd_fails_within_the_timeout() {
         .unwrap_err();
     host.thaw_sshd().unwrap();
     assert!(
-        matches!(error, RemoteError::Timeout { phase: Phase::Connect, after, .. } if after == connect_timeout),
+        matches!(error, RemoteError::Timeout { phase: SshStep::Connect, after, .. } if after == connect_timeout),
         "{error}"
     );
     assert!(started.elapsed() >= connect_timeout);
@@ -195,7 +195,7 @@ async fn a_command_on_a_hung_connection_times_out_and_recovers() {
     let host = host();
     let target = root_target(&host);
     let command_timeout = Duration::from_secs(2);
-    let pool = SshPool::new(PoolConfig {
+    let pool = SshPool::new(SshSettings {
         command_timeout,
         ..config()
     });
@@ -214,7 +214,7 @@ async fn a_command_on_a_hung_connection_times_out_and_recovers() {
         matches!(
             error,
             RemoteError::Timeout {
-                phase: Phase::Command(_),
+                phase: SshStep::Command(_),
                 ..
             }
         ),

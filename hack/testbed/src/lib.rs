@@ -318,7 +318,7 @@ impl Testbed {
         let api = Api::<ConfigMap>::namespaced(self.client(), self.namespace());
         match api.delete(HOST_CONFIG_NAME, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::facts::{Observation, RememberedKey};
 use super::report::{Cell, Check, Finding, HostRow, Report, Severity, Verdict};
-use crate::remote::error::Phase;
+use crate::remote::error::SshStep;
 use crate::remote::{RemoteError, fingerprint};
 use contact::{admin_key_findings, contact_cells};
 use host_key::KeyRule;
@@ -36,12 +36,12 @@ fn stage(error: &RemoteError) -> Stage {
         | RemoteError::ConnectionLost { .. }
         | RemoteError::Protocol { .. }
         | RemoteError::Timeout {
-            phase: Phase::Connect,
+            phase: SshStep::Connect,
             ..
         } => Stage::Reach,
         RemoteError::HostKeyMismatch { .. } | RemoteError::KnownHosts { .. } => Stage::HostKey,
         RemoteError::Timeout {
-            phase: Phase::Command(_),
+            phase: SshStep::Command(_),
             ..
         }
         | RemoteError::AuthenticationFailed { .. }

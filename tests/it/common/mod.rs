@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use mpc_core::config::SudoCommand;
 use mpc_core::naming::UserName;
 use multi_platform_controller::remote::{
-    AdminKey, HostKeyPolicy, HostTarget, PoolConfig, ProvisionRequest, SshPool, UserKeyPair,
+    AdminKey, HostKeyPolicy, HostTarget, ProvisionRequest, SshPool, SshSettings, UserKeyPair,
     generate, parse_host_key,
 };
 use test_hosts::{AdminLogin, TestHost};
@@ -18,11 +18,11 @@ pub fn host() -> TestHost {
 }
 
 /// Timeouts short enough for tests, long enough for a machine shared by several builds.
-pub fn config() -> PoolConfig {
-    PoolConfig {
+pub fn config() -> SshSettings {
+    SshSettings {
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(60),
-        ..PoolConfig::default()
+        ..SshSettings::default()
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::fields::{self, dynamic as field};
 use super::host::MAX_CONCURRENCY;
-use super::keys::{self, dynamic as field};
 use super::problem::{Problem, Severity, Subject};
 use super::values;
 use crate::platform::Platform;
@@ -36,8 +36,8 @@ impl DynamicStrategy {
     /// The ConfigMap key that lists platforms of this strategy.
     pub fn list_key(self) -> &'static str {
         match self {
-            DynamicStrategy::Dynamic => keys::DYNAMIC_PLATFORMS,
-            DynamicStrategy::DynamicPool => keys::DYNAMIC_POOL_PLATFORMS,
+            DynamicStrategy::Dynamic => fields::DYNAMIC_PLATFORMS,
+            DynamicStrategy::DynamicPool => fields::DYNAMIC_POOL_PLATFORMS,
         }
     }
 
@@ -137,7 +137,7 @@ pub(crate) fn parse_dynamic(
         problems.push(Problem::new(
             Severity::Error,
             subject.clone(),
-            format!("{}{label}.{f}", keys::DYNAMIC_PREFIX),
+            format!("{}{label}.{f}", fields::DYNAMIC_PREFIX),
             format!("{what} ({strategy} platform {platform})"),
         ));
     };

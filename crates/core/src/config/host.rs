@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::fields::{self, host as field};
 use super::host_key::{HostKey, HostKeyChecking};
-use super::keys::{self, host as field};
 use super::problem::{Problem, Severity, Subject};
 use super::sudo::SudoCommand;
 use super::values;
@@ -156,7 +156,7 @@ pub(crate) fn parse_host(
 ) -> Result<Host, ExcludedHost> {
     let before = problems.len();
     let subject = Subject::Host(raw_name.to_owned());
-    let key_of = |f: &str| format!("{}{raw_name}.{f}", keys::HOST_PREFIX);
+    let key_of = |f: &str| format!("{}{raw_name}.{f}", fields::HOST_PREFIX);
     let excluded = format!("host {raw_name} is not used until this is fixed");
     let mut error = |f: &str, what: String| {
         problems.push(Problem::new(

@@ -6,9 +6,9 @@
 //! "what happens to a TaskRun of platform P".
 
 mod dynamic;
+pub mod fields;
 mod host;
 mod host_key;
-pub mod keys;
 pub mod manifest;
 mod problem;
 pub mod report;
@@ -68,16 +68,16 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
     let mut problems = Vec::new();
     let settings = settings::parse_settings(data, &mut problems);
     let local_platforms: BTreeSet<Platform> =
-        platform_list(data, keys::LOCAL_PLATFORMS, &mut problems)
+        platform_list(data, fields::LOCAL_PLATFORMS, &mut problems)
             .into_iter()
             .collect();
-    let dynamic_list = platform_list(data, keys::DYNAMIC_PLATFORMS, &mut problems);
-    let pool_list = platform_list(data, keys::DYNAMIC_POOL_PLATFORMS, &mut problems);
+    let dynamic_list = platform_list(data, fields::DYNAMIC_PLATFORMS, &mut problems);
+    let pool_list = platform_list(data, fields::DYNAMIC_POOL_PLATFORMS, &mut problems);
 
     let mut host_fields: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     let mut dynamic_fields: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     for (key, value) in data {
-        if let Some(rest) = key.strip_prefix(keys::HOST_PREFIX) {
+        if let Some(rest) = key.strip_prefix(fields::HOST_PREFIX) {
             match rest.rsplit_once('.') {
                 Some((name, field)) if !field.is_empty() => {
                     host_fields.entry(name).or_default().insert(field, value);
@@ -89,7 +89,7 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
                     "not of the form host.<name>.<field>, ignored",
                 )),
             }
-        } else if let Some(rest) = key.strip_prefix(keys::DYNAMIC_PREFIX) {
+        } else if let Some(rest) = key.strip_prefix(fields::DYNAMIC_PREFIX) {
             match rest.rsplit_once('.') {
                 Some((label, field)) if !label.is_empty() && !field.is_empty() => {
                     dynamic_fields
@@ -105,9 +105,9 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
                 )),
             }
         } else if ![
-            keys::LOCAL_PLATFORMS,
-            keys::DYNAMIC_PLATFORMS,
-            keys::DYNAMIC_POOL_PLATFORMS,
+            fields::LOCAL_PLATFORMS,
+            fields::DYNAMIC_PLATFORMS,
+            fields::DYNAMIC_POOL_PLATFORMS,
         ]
         .contains(&key.as_str())
             && !settings::GLOBAL_KEYS.contains(&key.as_str())
@@ -187,7 +187,7 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
             problems.push(Problem::new(
                 Severity::Warning,
                 Subject::Global,
-                format!("{}{label}.*", keys::DYNAMIC_PREFIX),
+                format!("{}{label}.*", fields::DYNAMIC_PREFIX),
                 "settings of a platform that is not listed in dynamic-platforms or \
                  dynamic-pool-platforms (or is taken by local-platforms), ignored",
             ));
@@ -200,7 +200,7 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
         match host::parse_host(name, fields, settings.host_key_checking, &mut problems) {
             Ok(host) => {
                 let shadowed_by = if local_platforms.contains(&host.platform) {
-                    Some(keys::LOCAL_PLATFORMS)
+                    Some(fields::LOCAL_PLATFORMS)
                 } else {
                     dynamic_platforms
                         .get(&host.platform)
@@ -210,7 +210,7 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
                     problems.push(Problem::new(
                         Severity::Warning,
                         Subject::Host(name.to_string()),
-                        format!("{}{name}.{}", keys::HOST_PREFIX, keys::host::PLATFORM),
+                        format!("{}{name}.{}", fields::HOST_PREFIX, fields::host::PLATFORM),
                         format!(
                             "platform {} is listed in {list_key}, which takes precedence over \
                              static hosts, so host {name} gets no TaskRuns; remove the host or \

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::fields;
 use super::host_key::HostKeyChecking;
-use super::keys;
 use super::problem::{Problem, Severity, Subject};
 use super::values;
 
@@ -49,12 +49,12 @@ impl Default for Settings {
 
 /// Every global key this module reads.
 pub(crate) const GLOBAL_KEYS: [&str; 6] = [
-    keys::HOST_KEY_CHECKING,
-    keys::ALLOCATION_TIMEOUT,
-    keys::USER_KEY_LIFETIME,
-    keys::ALLOWED_NAMESPACES,
-    keys::INSTANCE_TAG,
-    keys::ADDITIONAL_INSTANCE_TAGS,
+    fields::HOST_KEY_CHECKING,
+    fields::ALLOCATION_TIMEOUT,
+    fields::USER_KEY_LIFETIME,
+    fields::ALLOWED_NAMESPACES,
+    fields::INSTANCE_TAG,
+    fields::ADDITIONAL_INSTANCE_TAGS,
 ];
 
 fn global_error(problems: &mut Vec<Problem>, key: &str, message: String) {
@@ -69,12 +69,12 @@ pub(crate) fn parse_settings(
     let mut settings = Settings::default();
     let value = |key: &str| data.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
 
-    if let Some(raw) = value(keys::HOST_KEY_CHECKING) {
+    if let Some(raw) = value(fields::HOST_KEY_CHECKING) {
         match HostKeyChecking::parse(raw) {
             Some(mode) => settings.host_key_checking = mode,
             None => global_error(
                 problems,
-                keys::HOST_KEY_CHECKING,
+                fields::HOST_KEY_CHECKING,
                 format!(
                     "{raw:?} is not a mode; expected strict, accept-new or off; using the \
                      default, accept-new"
@@ -82,12 +82,12 @@ pub(crate) fn parse_settings(
             ),
         }
     }
-    if let Some(raw) = value(keys::ALLOCATION_TIMEOUT) {
+    if let Some(raw) = value(fields::ALLOCATION_TIMEOUT) {
         match values::integer_in_range(raw, 1, None) {
             Ok(secs) => settings.allocation_timeout = Some(Duration::from_secs(secs)),
             Err(why) => global_error(
                 problems,
-                keys::ALLOCATION_TIMEOUT,
+                fields::ALLOCATION_TIMEOUT,
                 format!(
                     "{why} (seconds a TaskRun may wait for a host); TaskRuns wait without \
                      limit until this is fixed"
@@ -95,7 +95,7 @@ pub(crate) fn parse_settings(
             ),
         }
     }
-    if let Some(raw) = value(keys::USER_KEY_LIFETIME) {
+    if let Some(raw) = value(fields::USER_KEY_LIFETIME) {
         match values::integer_in_range(
             raw,
             MIN_USER_KEY_LIFETIME_SECS,
@@ -104,7 +104,7 @@ pub(crate) fn parse_settings(
             Ok(secs) => settings.user_key_lifetime = Duration::from_secs(secs),
             Err(why) => global_error(
                 problems,
-                keys::USER_KEY_LIFETIME,
+                fields::USER_KEY_LIFETIME,
                 format!(
                     "{why} (seconds an issued build key stays valid); using the default, \
                      86400 (24 h)"
@@ -112,12 +112,12 @@ pub(crate) fn parse_settings(
             ),
         }
     }
-    if let Some(raw) = value(keys::ALLOWED_NAMESPACES) {
+    if let Some(raw) = value(fields::ALLOWED_NAMESPACES) {
         let (entries, _) = values::comma_list(raw);
         settings.allowed_namespaces = entries.iter().map(|e| e.value.to_owned()).collect();
     }
-    settings.instance_tag = value(keys::INSTANCE_TAG).map(str::to_owned);
-    if let Some(raw) = value(keys::ADDITIONAL_INSTANCE_TAGS) {
+    settings.instance_tag = value(fields::INSTANCE_TAG).map(str::to_owned);
+    if let Some(raw) = value(fields::ADDITIONAL_INSTANCE_TAGS) {
         let (entries, _) = values::comma_list(raw);
         for entry in entries {
             match entry.value.split_once('=') {
@@ -128,7 +128,7 @@ pub(crate) fn parse_settings(
                 }
                 _ => global_error(
                     problems,
-                    keys::ADDITIONAL_INSTANCE_TAGS,
+                    fields::ADDITIONAL_INSTANCE_TAGS,
                     format!(
                         "entry {} ({:?}) is not key=value; this entry is ignored",
                         entry.position, entry.value

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::allocation::TaskRunKey;
 use crate::config::HostName;
 use crate::platform::Platform;
-use crate::taskrun::TaskRun;
+use crate::taskrun::{PlatformParamError, TaskRun};
 use crate::time::Timestamp;
 
 /// What the core knows about a TaskRun from one observation of it.
@@ -22,7 +22,7 @@ pub struct Observed {
     /// The PLATFORM param as written (for error messages), if any.
     pub platform_raw: Option<String>,
     /// The validated platform, or the message saying what is wrong with it.
-    pub platform: Option<Result<Platform, String>>,
+    pub platform: Option<Result<Platform, PlatformParamError>>,
     /// Completed, cancelled, timed out or being deleted.
     pub finished: bool,
     /// `deletionTimestamp` is set.
@@ -53,7 +53,7 @@ impl Observed {
             created: tr.created().map_or(Timestamp::UNIX_EPOCH, |t| t.0),
             candidate: tr.is_candidate(),
             platform_raw,
-            platform: tr.platform().map(|p| p.map_err(|e| e.to_string())),
+            platform: tr.platform(),
             finished: tr.is_finished(),
             deleting: tr.metadata.deletion_timestamp.is_some(),
             finalizer: tr.has_finalizer(),

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::config::HostName;
 use crate::platform::Platform;
+use crate::taskrun::PlatformParamError;
 use crate::time::Timestamp;
 
 use super::Observed;
@@ -62,7 +63,7 @@ pub(crate) struct Run {
     pub uid: String,
     pub created: Timestamp,
     pub platform_raw: String,
-    pub platform: Option<Result<Platform, String>>,
+    pub platform: Option<Result<Platform, PlatformParamError>>,
     pub finished: bool,
     pub deleting: bool,
     /// The TaskRun is gone from the cluster.

@@ -145,8 +145,8 @@ impl Core {
                 self.done(key);
                 return;
             }
-            Some(Err(message)) => {
-                let message = message.clone();
+            Some(Err(invalid)) => {
+                let message = invalid.to_string();
                 self.fail(key, message);
                 return;
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::parse;
 use crate::platform::Platform;
+use crate::taskrun::PlatformParamError;
 
 /// The tests' clock starts here, in Unix milliseconds; `T0 + 2_000` is 2 s later.
 pub(crate) const T0: i64 = 1_800_000_000_000;
@@ -120,7 +121,7 @@ pub(crate) fn candidate(name: &str, platform: &str, created: i64) -> Observed {
         created: crate::time::from_unix_seconds(T0 / 1000 + created),
         candidate: true,
         platform_raw: Some(platform.to_owned()),
-        platform: Some(Platform::parse(platform).map_err(|e| e.to_string())),
+        platform: Some(Platform::parse(platform).map_err(PlatformParamError::from)),
         finished: false,
         deleting: false,
         finalizer: false,
