@@ -4,6 +4,15 @@
 //! Run with `cargo bench --bench allocation`. Each measured step keeps the state the
 //! same size, so every iteration decides against the full ledger.
 
+// Test code: a failed unwrap is how a test fails, and its numbers are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hint::black_box;
 
@@ -99,7 +108,7 @@ fn decisions(c: &mut Criterion) {
             black_box(ledger.request(r));
             ledger.cancel(&key);
             n += 1;
-        })
+        });
     });
 
     // A TaskRun finishes: its slot goes to the oldest waiter; a newcomer refills the
@@ -112,7 +121,7 @@ fn decisions(c: &mut Criterion) {
                 running.push_back(a.taskrun);
             }
             ledger.request(newcomer_like(&done, &mut n));
-        })
+        });
     });
 
     // Provisioning fails on the host: the TaskRun is re-queued, the waiter at the head
@@ -133,7 +142,7 @@ fn decisions(c: &mut Criterion) {
             assert!(matches!(failover.decision, Decision::Queued { .. }));
             ledger.cancel(&key);
             ledger.request(newcomer_like(&key, &mut n));
-        })
+        });
     });
 
     // A host goes down and comes back: it serves 4 waiters at once.
@@ -149,7 +158,7 @@ fn decisions(c: &mut Criterion) {
             }
             let assigned = black_box(ledger.set_health(&host, true));
             assert_eq!(assigned.len(), CONCURRENCY);
-        })
+        });
     });
     group.finish();
 
@@ -177,7 +186,7 @@ fn decisions(c: &mut Criterion) {
             || recorded.clone(),
             |recorded| black_box(Ledger::rebuild(&config, recorded)),
             BatchSize::LargeInput,
-        )
+        );
     });
     let (rebuilt, outcome) = Ledger::rebuild(&config, recorded.clone());
     assert!(outcome.assigned.is_empty() && rebuilt == ledger);
@@ -185,7 +194,7 @@ fn decisions(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let mut ledger = ledger;
     group.bench_function("apply an unchanged 500-host config", |b| {
-        b.iter(|| black_box(ledger.apply_config(&config)))
+        b.iter(|| black_box(ledger.apply_config(&config)));
     });
     group.finish();
 }

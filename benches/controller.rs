@@ -20,6 +20,15 @@
 //!    process's peak RSS (`VmHWM` from `/proc/<pid>/status`; kube-sim and this driver are
 //!    another process).
 
+// Test code: a failed unwrap is how a test fails, and its numbers are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -345,7 +354,10 @@ impl Tracker {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Trace>) -> T) -> T {
-        let mut traces = self.traces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut traces = self
+            .traces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut traces)
     }
 

@@ -6,6 +6,15 @@
 //! default of 200 users). Both sides alternate user by user, so load from other
 //! processes on the machine hits them alike.
 
+// Test code: a failed unwrap is how a test fails, and its numbers are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::time::{Duration, Instant, SystemTime};
 
 use mpc_core::naming::UserName;

@@ -259,7 +259,7 @@ impl Metrics {
         let mut last = self
             .last_gauges
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let GaugeLabels { platforms, hosts } = &mut *last;
         for platform in platforms.iter() {
             if !gauges.platforms.contains_key(platform) {
@@ -286,23 +286,23 @@ impl Metrics {
             let labels = [platform.as_str()];
             self.pool_size
                 .with_label_values(&labels)
-                .set(gauge.pool_size as i64);
+                .set(count(gauge.pool_size));
             self.running_tasks
                 .with_label_values(&labels)
-                .set(gauge.running as i64);
+                .set(count(gauge.running));
             self.waiting_tasks
                 .with_label_values(&labels)
-                .set(gauge.waiting as i64);
+                .set(count(gauge.waiting));
             platforms.insert(platform.clone());
         }
         for (host, gauge) in &gauges.hosts {
             let labels = [host.as_str(), gauge.platform.as_str()];
             self.slots_used
                 .with_label_values(&labels)
-                .set(gauge.used as i64);
+                .set(count(gauge.used));
             self.slots_total
                 .with_label_values(&labels)
-                .set(gauge.total as i64);
+                .set(count(gauge.total));
             self.host_up
                 .with_label_values(&labels)
                 .set(if gauge.up { 1.0 } else { 0.0 });
@@ -317,6 +317,11 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A count as a gauge value.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ fn owner(order: &TaskRunOrder) -> SecretOwner {
 }
 
 fn names(hosts: &[HostName]) -> Vec<String> {
-    hosts.iter().map(|h| h.to_string()).collect()
+    hosts.iter().map(std::string::ToString::to_string).collect()
 }
 
 impl Executor {

@@ -136,8 +136,9 @@ impl Record {
             holder: spec.holder_identity.filter(|h| !h.is_empty()),
             duration: spec
                 .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
                 .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(s as u64)),
+                .map(Duration::from_secs),
             transitions: spec.lease_transitions.unwrap_or(0),
             version: lease.resource_version().unwrap_or_default(),
         }
@@ -402,7 +403,7 @@ impl Campaign {
                 spec.lease_transitions = Some(record.transitions + 1);
             }
         }
-        spec.lease_duration_seconds = Some(self.timing.lease_duration.as_secs() as i32);
+        spec.lease_duration_seconds = Some(lease_seconds(self.timing.lease_duration));
         let mut updated = lease;
         updated.spec = Some(spec);
         match self
@@ -428,7 +429,7 @@ impl Campaign {
             },
             spec: Some(LeaseSpec {
                 holder_identity: Some(self.me.clone()),
-                lease_duration_seconds: Some(self.timing.lease_duration.as_secs() as i32),
+                lease_duration_seconds: Some(lease_seconds(self.timing.lease_duration)),
                 acquire_time: now.clone(),
                 renew_time: now,
                 lease_transitions: Some(0),
@@ -466,6 +467,11 @@ impl Campaign {
             .await
             .map(drop)
     }
+}
+
+/// A Lease duration as the Lease writes it (whole seconds, at most `i32::MAX`).
+fn lease_seconds(duration: Duration) -> i32 {
+    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -543,7 +549,7 @@ mod tests {
                 renew_grace: Duration::from_millis(lease * grace_permille),
             };
             let t = Timing::of(&e);
-            let ms = |d: Duration| d.as_millis() as u64;
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap();
             // (sent, landed) of every renewal the server accepted.
             let mut now = 0u64;
             let mut writes = Vec::new();

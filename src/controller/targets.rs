@@ -80,7 +80,10 @@ impl AdminKeys {
                 namespace: self.namespace.clone(),
             })?;
         let version = secret.resource_version().unwrap_or_default();
-        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parsed = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((v, key)) = parsed.get(name)
             && *v == version
         {

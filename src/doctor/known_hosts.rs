@@ -63,7 +63,7 @@ impl SnapshotKnownHosts {
         self.remembered.get(host).cloned().or_else(|| {
             self.seen
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .get(host)
                 .cloned()
         })
@@ -90,7 +90,7 @@ impl KnownHosts for SnapshotKnownHosts {
             Ok(self
                 .seen
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .entry(host.to_owned())
                 .or_insert_with(|| key.clone())
                 .clone())

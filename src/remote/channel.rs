@@ -70,7 +70,7 @@ async fn exchange(
         match message {
             ChannelMsg::Data { data } => append(&mut output.stdout, &data, MAX_STDOUT),
             ChannelMsg::ExtendedData { data, ext: 1 } => {
-                append(&mut output.stderr, &data, MAX_STDERR)
+                append(&mut output.stderr, &data, MAX_STDERR);
             }
             ChannelMsg::ExitStatus { exit_status } => output.exit_status = Some(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } => {

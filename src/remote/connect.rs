@@ -72,7 +72,7 @@ impl client::Handler for Verifier {
         };
         match &self.expectation {
             Expectation::Known(expected) => {
-                verify(expected, key).map_err(HandlerError::Mismatch)?
+                verify(expected, key).map_err(HandlerError::Mismatch)?;
             }
             Expectation::FirstUse(store) => {
                 let kept = store
@@ -86,7 +86,10 @@ impl client::Handler for Verifier {
                 warn!(host = %self.host, host_key = %fingerprint(key), "host key checking is off; accepting any key");
             }
         }
-        *self.accepted.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
+        *self
+            .accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key.clone());
         Ok(true)
     }
 }
@@ -146,7 +149,7 @@ pub(crate) async fn connect(
             .map_err(|e| handshake_error(host, e, expected.as_ref()))?;
         let host_key = accepted
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
             .ok_or_else(|| protocol(host, "the handshake finished without a host key check"))?;
         authenticate(&mut handle, host).await?;

@@ -56,7 +56,9 @@ impl MemoryKnownHosts {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PublicKey>> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

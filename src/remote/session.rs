@@ -182,12 +182,16 @@ impl SshPool {
         self.inner
             .hosts
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(name);
     }
 
     fn slot(&self, name: &str) -> Arc<HostSlot> {
-        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hosts = self
+            .inner
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(hosts.entry(name.to_owned()).or_insert_with(|| {
             Arc::new(HostSlot {
                 state: tokio::sync::Mutex::new(SlotState::default()),

@@ -5,6 +5,15 @@
 //! Suites on kube-sim run against a real cluster instead when `MPC_TEST_KUBECONFIG` is
 //! set (see the README's "Against a real cluster").
 
+// Test code: a failed unwrap is how a test fails, and its numbers are small.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod common;
 mod common_controller;
 

@@ -132,7 +132,7 @@ fn a_full_pool_queues_in_creation_order() {
     );
     let order: Vec<String> = l
         .waiters(&Platform::parse(ARM).unwrap())
-        .map(|k| k.to_string())
+        .map(ToString::to_string)
         .collect();
     assert_eq!(order, ["ns/t10", "aaa/zzz", "ns/t19", "ns/t20", "ns/t30"]);
     assert_eq!(
@@ -196,7 +196,7 @@ fn provisioning_failure_moves_the_taskrun_to_another_host() {
         .failed_hosts(&key("t1"))
         .unwrap()
         .iter()
-        .map(|h| h.as_str())
+        .map(HostName::as_str)
         .collect();
     assert_eq!(failed, ["a"]);
     assert_eq!(used(&l, "a"), 0);
@@ -353,7 +353,10 @@ fn draining_keeps_running_taskruns_and_reactivating_serves_waiters() {
 fn lowered_concurrency_takes_effect_as_taskruns_finish() {
     let mut l = Ledger::new(&pool(&[("a", ARM, 3, "active")]));
     for (i, name) in ["t1", "t2", "t3"].iter().enumerate() {
-        assert_eq!(l.request(req(name, ARM, i as i64)), assigned("a"));
+        assert_eq!(
+            l.request(req(name, ARM, i64::try_from(i).unwrap())),
+            assigned("a")
+        );
     }
     l.request(req("w1", ARM, 10));
     l.request(req("w2", ARM, 11));
@@ -372,7 +375,7 @@ fn raised_concurrency_and_new_hosts_serve_waiters_at_once() {
     let mut l = Ledger::new(&pool(&[("a", ARM, 1, "active")]));
     l.request(req("t1", ARM, 1));
     for (i, name) in ["w1", "w2", "w3", "w4"].iter().enumerate() {
-        l.request(req(name, ARM, 10 + i as i64));
+        l.request(req(name, ARM, 10 + i64::try_from(i).unwrap()));
     }
     let outcome = l.apply_config(&pool(&[("a", ARM, 2, "active"), ("b", ARM, 2, "active")]));
     assert!(outcome.rejected.is_empty());

@@ -187,7 +187,11 @@ fn render_platform(out: &mut String, config: &PoolConfig, platform: &Platform) {
                     extras.push_str(", host key pinned");
                 }
                 if !h.sudo_commands.is_empty() {
-                    let list: Vec<String> = h.sudo_commands.iter().map(|c| c.to_string()).collect();
+                    let list: Vec<String> = h
+                        .sudo_commands
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect();
                     let _ = write!(extras, ", sudo: {}", list.join(", "));
                 }
                 let _ = writeln!(

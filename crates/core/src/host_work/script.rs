@@ -468,7 +468,11 @@ mod tests {
                     .stdin(std::process::Stdio::null())
                     .output()
                     .unwrap();
-                assert_eq!(out.status.code(), Some(EXIT_USAGE as i32), "{op} {bad:?}");
+                assert_eq!(
+                    out.status.code(),
+                    i32::try_from(EXIT_USAGE).ok(),
+                    "{op} {bad:?}"
+                );
             }
         }
     }

@@ -64,9 +64,8 @@ impl Core {
         let Some(run) = self.runs.get(key) else {
             return;
         };
-        let taskrun = match self.order(key) {
-            Some(order) => order,
-            None => return,
+        let Some(taskrun) = self.order(key) else {
+            return;
         };
         let order = WaitOrder {
             taskrun,

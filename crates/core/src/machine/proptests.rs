@@ -278,7 +278,7 @@ impl Model {
             Command::Provision(order) => {
                 let host = order.host.name.to_string();
                 let failed: BTreeSet<String> =
-                    order.failed_hosts.iter().map(|h| h.to_string()).collect();
+                    order.failed_hosts.iter().map(ToString::to_string).collect();
                 if !exists {
                     Report::Gone
                 } else if !(write(self, &mut |tr| tr.finalizer = true)
@@ -346,7 +346,7 @@ impl Model {
             }
             Command::Wait(order) => {
                 let failed: BTreeSet<String> =
-                    order.failed_hosts.iter().map(|h| h.to_string()).collect();
+                    order.failed_hosts.iter().map(ToString::to_string).collect();
                 if !exists {
                     Report::Gone
                 } else if write(self, &mut |tr| {
@@ -375,7 +375,7 @@ impl Model {
                         SecretKind::Local
                     } else {
                         SecretKind::Error
-                    })
+                    });
                 }) {
                     Report::Done
                 } else {
@@ -606,9 +606,9 @@ impl Model {
                         .taskruns
                         .values()
                         .filter(|t| t.assigned.as_deref() == Some(host.name.as_str()))
-                        .count() as u32;
+                        .count();
                     prop_assert!(
-                        !usable || used >= host.concurrency,
+                        !usable || used >= host.concurrency as usize,
                         "{name} waits while host {} has {used} of {} slots used",
                         host.name,
                         host.concurrency
