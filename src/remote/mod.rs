@@ -1,4 +1,4 @@
-//! The SSH shell around build hosts: throwaway build users (SPEC §2.4–§2.5).
+//! The SSH shell around build hosts: throwaway build users (contract §2.4–§2.5).
 //!
 //! - [`keys`]: a fresh ed25519 pair per TaskRun ([`generate`]), admin keys from Secrets,
 //!   host keys from the config;

@@ -1,6 +1,6 @@
 //! Every name the controller shares with Tekton Tasks, admins and the Go controller.
 //!
-//! These strings are a compatibility contract (SPEC §2.2–§2.5): existing Tasks and
+//! These strings are a compatibility contract (contract §2.2–§2.5): existing Tasks and
 //! ConfigMaps use them, and a cluster must be able to switch between the Go controller
 //! and this one. Nothing else in the crate spells them out.
 
@@ -41,7 +41,7 @@ pub const SECRET_PREFIX: &str = "multi-platform-ssh-";
 /// Host value written for local platforms.
 pub const LOCALHOST: &str = "localhost";
 
-/// Keys of the per-TaskRun Secret (SPEC §2.3).
+/// Keys of the per-TaskRun Secret (contract §2.3).
 pub mod secret_keys {
     /// Private key in OpenSSH format.
     pub const ID_RSA: &str = "id_rsa";

@@ -1,6 +1,6 @@
 //! Build platforms (`linux/arm64`): parsing, validation and the label form.
 //!
-//! The rules are the Go controller's (SPEC §2.4): `local`, `localhost` and
+//! The rules are the Go controller's (contract §2.4): `local`, `localhost` and
 //! `linux/x86_64` are accepted as they are; anything else must be exactly two
 //! `/`-separated RFC 1035 labels. Platforms are otherwise opaque: a TaskRun's
 //! platform must equal a host's platform string exactly.

@@ -4,7 +4,7 @@
 //! a real TaskRun (the resolved Task's steps, results, pod templates…) is dropped while
 //! parsing, which keeps the reflector cache small with 10 000 TaskRuns in a cluster.
 //! Because this type is lossy it must never be written back whole: the controller only
-//! PATCHes its own labels, annotations and finalizer (SPEC §2.2).
+//! PATCHes its own labels, annotations and finalizer (contract §2.2).
 
 use std::collections::BTreeMap;
 
@@ -151,7 +151,7 @@ impl TaskRun {
             .any(|name| name.starts_with(SECRET_PREFIX))
     }
 
-    /// SPEC §2.1: a `PLATFORM` param and a mounted `multi-platform-ssh-*` Secret.
+    /// contract §2.1: a `PLATFORM` param and a mounted `multi-platform-ssh-*` Secret.
     /// Labels copied from the Task are deliberately not consulted.
     pub fn is_candidate(&self) -> bool {
         self.platform_param().is_some() && self.mounts_ssh_secret()
@@ -174,7 +174,7 @@ impl TaskRun {
         self.spec.status.as_deref() == Some(CANCELLED_SPEC_STATUS)
     }
 
-    /// SPEC §2.1 plus cancellation: the run needs no host any more.
+    /// contract §2.1 plus cancellation: the run needs no host any more.
     pub fn is_finished(&self) -> bool {
         if self.metadata.deletion_timestamp.is_some() || self.is_cancelled() {
             return true;

@@ -72,7 +72,7 @@ pub async fn wait_error_secret(bed: &Testbed, name: &str) -> String {
     text
 }
 
-/// Asserts SPEC §2.3's shape of an error text: message, blank line, context block.
+/// Asserts contract §2.3's shape of an error text: message, blank line, context block.
 pub fn assert_error_shape(text: &str, platform: &str) {
     let suffix = format!("\n\nContext info:\n  Platform: {platform}\n");
     assert!(

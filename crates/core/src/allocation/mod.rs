@@ -1,4 +1,4 @@
-//! Which TaskRun gets which host slot (SPEC §3): a [`Ledger`] of host → TaskRuns and a
+//! Which TaskRun gets which host slot (contract §3): a [`Ledger`] of host → TaskRuns and a
 //! FIFO queue per platform, as plain data with pure operations.
 //!
 //! The controller owns one ledger and calls it on every event; each operation that

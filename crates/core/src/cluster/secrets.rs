@@ -1,4 +1,4 @@
-//! The per-TaskRun Secret (SPEC §2.3), built as plain data.
+//! The per-TaskRun Secret (contract §2.3), built as plain data.
 //!
 //! Tasks mount `multi-platform-ssh-<taskrun>` and read `id_rsa`, `host` and `user-dir`,
 //! or print `error` and fail. The Secret is owned by its TaskRun so Kubernetes deletes
@@ -71,7 +71,7 @@ pub fn error_secret(owner: &SecretOwner, message: &str, platform: &str) -> Secre
     )
 }
 
-/// The `error` value: the message, a blank line and the context block (SPEC §2.3).
+/// The `error` value: the message, a blank line and the context block (contract §2.3).
 pub fn error_text(message: &str, platform: &str) -> String {
     format!(
         "{}\n\nContext info:\n  Platform: {platform}\n",

@@ -1,4 +1,4 @@
-//! Keys of the host-config ConfigMap data (SPEC §2.4).
+//! Keys of the host-config ConfigMap data (contract §2.4).
 //!
 //! They are the admins' interface and must match the Go controller's spelling, so
 //! existing ConfigMaps keep working. Only the config module reads them.

@@ -1,4 +1,4 @@
-//! The host-config ConfigMap → a typed [`PoolConfig`] (SPEC §2.4).
+//! The host-config ConfigMap → a typed [`PoolConfig`] (contract §2.4).
 //!
 //! [`parse`] is pure and never fails as a whole: every problem is collected as a
 //! [`Problem`] tied to a host, a platform or a global key, the host or entry at fault
