@@ -26,6 +26,7 @@
 
 mod ledger;
 mod queue;
+mod quota;
 mod rank;
 
 #[cfg(test)]
@@ -39,6 +40,7 @@ use std::fmt;
 use thiserror::Error;
 
 pub use ledger::Ledger;
+pub use quota::{InstanceQuota, QuotaDecision, QuotaUsage};
 
 use crate::config::{HostName, HostState};
 use crate::platform::Platform;
