@@ -19,6 +19,7 @@ use super::targets::{AdminKeys, TargetError, target};
 use crate::metrics::Metrics;
 use crate::remote::{HostTarget, KnownHosts, RemoteError, SshPool};
 use mpc_core::config::{Host, HostKeyChecking, HostName};
+use mpc_core::machine::{HostFailure, HostFailureKind};
 use mpc_core::naming::UserName;
 
 /// Why a host could not be probed or listed.
@@ -75,6 +76,29 @@ pub enum HostNews {
         /// Whether this pass follows a probe (then the host may be reported up).
         after_probe: bool,
     },
+    /// A probe could not use the host: why (sent on its first failure and whenever the
+    /// reason changes).
+    Down {
+        /// The host.
+        host: HostName,
+        /// Why, classified as the core classifies failed operations.
+        failure: HostFailure,
+    },
+}
+
+impl ProbeError {
+    /// The failure as the core sees it; `None` for a host that left the configuration.
+    pub fn failure(&self) -> Option<HostFailure> {
+        let kind = match self {
+            ProbeError::NotConfigured(_) => return None,
+            ProbeError::Target(_) => HostFailureKind::AdminAccess,
+            ProbeError::Probe(e) | ProbeError::ListUsers(e) => failure_kind(e),
+        };
+        Some(HostFailure {
+            kind,
+            message: self.to_string(),
+        })
+    }
 }
 
 /// What probe and reaper tasks share.
@@ -118,9 +142,19 @@ impl HostCare {
             .without_max_times()
             .with_jitter();
         let mut failures = 0u32;
+        let mut told: Option<HostFailure> = None;
         let reached = (|| self.reach(&host))
             .retry(backoff)
             .notify(|why, _| {
+                if let Some(failure) = why.failure().filter(|f| told.as_ref() != Some(f)) {
+                    told = Some(failure.clone());
+                    // Best effort: a full channel means the runner is busy with news
+                    // already; the next different failure is sent again.
+                    let _ = self.news.try_send(HostNews::Down {
+                        host: host.clone(),
+                        failure,
+                    });
+                }
                 failures += 1;
                 if failures == 1 {
                     warn!(%host, error = %why, "host cannot be used yet; probing again with backoff");

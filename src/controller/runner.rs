@@ -480,6 +480,9 @@ impl Runner {
                 self.side_jobs
                     .spawn(self.care.clone().reap(host, users, doomed, after_probe));
             }
+            HostNews::Down { host, failure } => {
+                self.feed(Input::HostFault(host, failure));
+            }
             HostNews::Reaped {
                 host,
                 remaining,

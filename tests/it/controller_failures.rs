@@ -376,3 +376,100 @@ async fn a_release_waits_for_an_unreachable_host_and_a_deleted_taskrun_is_left_t
     assert_hosts_clean(&bed);
     bed.cleanup().await;
 }
+
+/// A platform whose only host presents a key other than the pinned one can never be
+/// served without an admin: its TaskRun gets an error Secret at once (within the test
+/// bed's wait, far below the unreachable bound), naming the host and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_whose_only_host_has_a_wrong_pinned_key_fails_its_taskruns_at_once() {
+    init_test_logging();
+    let riscv = "linux/riscv64";
+    let mut bed = Testbed::start("wrong-key", vec![HostSpec::new("r1", riscv, 2)])
+        .await
+        .expect("test bed");
+    let mut data = bed.host_config_data();
+    let stranger = multi_platform_controller::remote::generate().expect("key");
+    data.insert(
+        "host.r1.host-key".into(),
+        stranger.public_key_line().to_owned(),
+    );
+    bed.apply_host_config(data).await.unwrap();
+    bed.start_controller(bed.settings())
+        .await
+        .expect("controller");
+
+    bed.submit("wk-1", riscv).await.unwrap();
+    let text = wait_error_secret(&bed, "wk-1").await;
+    assert_error_shape(&text, riscv);
+    for part in [
+        "no linux/riscv64 host can serve this TaskRun until a cluster admin acts",
+        "r1 (down since",
+        "host-key",
+        "doctor",
+    ] {
+        assert!(text.contains(part), "error text lacks {part:?}: {text}");
+    }
+    let failed = bed.wait_event("wk-1", "AllocationFailed").await.unwrap();
+    assert!(
+        failed.note.contains("until a cluster admin acts"),
+        "{failed:?}"
+    );
+    // Never a login with the refused key: no build user reached the host.
+    assert!(bed.users_on("r1").unwrap().is_empty());
+    bed.complete("wk-1", false).await.unwrap();
+    bed.wait_released("wk-1").await.unwrap();
+    bed.cleanup().await;
+}
+
+/// Hosts that are only unreachable are worth waiting for, but not forever: the TaskRun
+/// gets a Warning Event naming the down hosts at once, and an error Secret with the
+/// same facts at the bound (`allocation-timeout`, short here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_hosts_give_a_warning_at_once_and_an_error_secret_at_the_bound() {
+    init_test_logging();
+    let riscv = "linux/riscv64";
+    let mut bed = Testbed::start(
+        "unreachable",
+        vec![HostSpec::new("d1", riscv, 1), HostSpec::new("d2", riscv, 1)],
+    )
+    .await
+    .expect("test bed");
+    for h in ["d1", "d2"] {
+        bed.host(h).host.stop_sshd().unwrap();
+    }
+    let mut data = bed.host_config_data();
+    data.insert("allocation-timeout".into(), "8".into());
+    bed.apply_host_config(data).await.unwrap();
+    let c = bed
+        .start_controller(bed.settings())
+        .await
+        .expect("controller");
+    bed.wait_host_down(c, "d1").await.unwrap();
+
+    bed.submit("ur-1", riscv).await.unwrap();
+    let warning = bed.wait_event("ur-1", "HostsUnreachable").await.unwrap();
+    assert_eq!(warning.type_, "Warning");
+    for part in [
+        "no linux/riscv64 host is reachable",
+        "d1 (down since",
+        "d2",
+        "fails",
+    ] {
+        assert!(warning.note.contains(part), "{part:?}: {warning:?}");
+    }
+    bed.wait_waiting("ur-1").await.unwrap();
+
+    let text = wait_error_secret(&bed, "ur-1").await;
+    assert_error_shape(&text, riscv);
+    for part in [
+        "no linux/riscv64 host answered for",
+        "d1 (down since",
+        "d2 (down since",
+        "A cluster admin must bring a host back",
+    ] {
+        assert!(text.contains(part), "error text lacks {part:?}: {text}");
+    }
+    bed.complete("ur-1", false).await.unwrap();
+    bed.wait_released("ur-1").await.unwrap();
+    bed.cleanup().await;
+}

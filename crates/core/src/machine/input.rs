@@ -21,6 +21,9 @@ pub enum Input {
     /// A host's health changed. The prober reports a host up only after it reached
     /// it and removed the users [`super::Core::reapable`] named.
     Health(HostName, bool),
+    /// A probe could not use a host (its first failure, or a different one than
+    /// before): why the host is out of service.
+    HostFault(HostName, HostFailure),
     /// The reaper passed over a host: these `u-*` users remain on it afterwards.
     Reaped(HostName, Vec<UserName>),
     /// Time passed: due timers fire.
@@ -88,5 +91,14 @@ impl HostFailureKind {
     /// reaper has removed leftovers, so its users never exceed its slots).
     pub fn takes_host_down(self) -> bool {
         !matches!(self, HostFailureKind::Command)
+    }
+
+    /// Whether only an admin can bring the host back (a wrong pinned host key, a
+    /// missing, unusable or refused admin key); the others pass by themselves.
+    pub fn needs_admin(self) -> bool {
+        matches!(
+            self,
+            HostFailureKind::HostKeyMismatch | HostFailureKind::AdminAccess
+        )
     }
 }

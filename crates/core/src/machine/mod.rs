@@ -35,6 +35,7 @@ mod input;
 mod observe;
 mod observed;
 mod orders;
+mod outlook;
 pub mod output;
 mod pool;
 mod reports;
@@ -67,6 +68,10 @@ use crate::time::Timestamp;
 use run::{Phase, Run};
 use timers::Timers;
 
+/// How long a TaskRun waits for an unreachable platform by default: long enough for a
+/// host reboot, far shorter than Tekton's own hour.
+pub const DEFAULT_UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Tunables of the core that do not come from host-config.
 #[derive(Clone, Debug)]
 pub struct CoreSettings {
@@ -81,6 +86,9 @@ pub struct CoreSettings {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// How long a TaskRun waits while every host of its platform is unreachable, when
+    /// host-config sets no `allocation-timeout`.
+    pub unreachable_timeout: Duration,
 }
 
 impl Default for CoreSettings {
@@ -91,6 +99,7 @@ impl Default for CoreSettings {
             release_give_up: Duration::from_secs(300),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            unreachable_timeout: DEFAULT_UNREACHABLE_TIMEOUT,
         }
     }
 }
@@ -106,6 +115,8 @@ pub struct Core {
     /// The last known definition of every host: a host removed from host-config is
     /// still cleaned with the address and credentials it had.
     hosts: BTreeMap<HostName, Host>,
+    /// Why each host that is out of service is so (until it is reported up).
+    faults: BTreeMap<HostName, outlook::Fault>,
     runs: HashMap<TaskRunKey, Run>,
     timers: Timers,
     now: Timestamp,
@@ -126,6 +137,7 @@ impl Core {
             Input::Config(config) => self.on_config(config),
             Input::Report(key, report) => self.on_report(&key, report),
             Input::Health(host, up) => self.on_health(&host, up),
+            Input::HostFault(host, failure) => self.host_down(&host, failure),
             Input::Reaped(host, users) => self.on_reaped(&host, &users),
             Input::Tick => {}
         }

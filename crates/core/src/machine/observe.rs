@@ -120,6 +120,9 @@ impl Core {
     }
 
     pub(super) fn on_health(&mut self, host: &HostName, up: bool) {
+        if up {
+            self.faults.remove(host);
+        }
         let assigned = self.ledger.set_health(host, up);
         self.apply_outcome(assigned, Vec::new());
     }

@@ -160,6 +160,8 @@ pub enum EventReason {
     Released,
     /// Cleaning the host failed (retried).
     CleanupFailed,
+    /// Every host the TaskRun may use is unreachable; it waits, bounded.
+    HostsDown,
 }
 
 impl EventReason {
@@ -173,6 +175,7 @@ impl EventReason {
             EventReason::AllocationFailed => "AllocationFailed",
             EventReason::Released => "Released",
             EventReason::CleanupFailed => "CleanupFailed",
+            EventReason::HostsDown => "HostsUnreachable",
         }
     }
 
@@ -183,6 +186,7 @@ impl EventReason {
             EventReason::ProvisioningFailed
                 | EventReason::AllocationFailed
                 | EventReason::CleanupFailed
+                | EventReason::HostsDown
         )
     }
 }

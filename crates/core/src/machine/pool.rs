@@ -6,6 +6,8 @@
 
 use super::Core;
 use super::Effect;
+use super::input::HostFailure;
+use super::outlook::Fault;
 use super::run::{Phase, QueueReason};
 use super::start::request;
 use crate::allocation::{Assignment, Decision, Rejected, Rejection, TaskRunKey};
@@ -85,12 +87,47 @@ impl Core {
         self.apply_outcome(assigned, Vec::new());
     }
 
-    pub(super) fn host_down(&mut self, host: &HostName, reason: &str) {
+    /// Takes a host out of service until a probe reaches it again, and remembers why:
+    /// TaskRuns waiting for its platform may now have no host left to wait for.
+    pub(super) fn host_down(&mut self, host: &HostName, failure: HostFailure) {
         let assigned = self.ledger.set_health(host, false);
         self.apply_outcome(assigned, Vec::new());
+        let news = self.faults.get(host).is_none_or(|f| f.failure != failure);
+        if !news {
+            return;
+        }
+        let since = self.faults.get(host).map_or(self.now, |f| f.since);
         self.effects.push_back(Effect::Probe {
             host: host.clone(),
-            reason: Some(reason.to_owned()),
+            reason: Some(failure.message.clone()),
         });
+        self.faults.insert(host.clone(), Fault { failure, since });
+        self.restep_waiters_of(host);
+    }
+
+    /// Decides again for the TaskRuns waiting for `host`'s platform.
+    fn restep_waiters_of(&mut self, host: &HostName) {
+        let Some(platform) = self.hosts.get(host).map(|h| h.platform.clone()) else {
+            return;
+        };
+        let mut waiting: Vec<TaskRunKey> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| {
+                r.valid_platform() == Some(&platform)
+                    && matches!(
+                        r.phase,
+                        Phase::Queued {
+                            reason: QueueReason::PoolFull,
+                            ..
+                        }
+                    )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        waiting.sort_by_key(|k| (self.runs[k].created, k.clone()));
+        for key in waiting {
+            self.step(&key);
+        }
     }
 }

@@ -138,7 +138,7 @@ impl Core {
                     ),
                 );
                 if let Some(host) = host.filter(|_| failure.kind.takes_host_down()) {
-                    self.host_down(&host, &failure.message);
+                    self.host_down(&host, failure);
                 }
             }
         }
@@ -169,7 +169,7 @@ impl Core {
             ),
         );
         if failure.kind.takes_host_down() {
-            self.host_down(&host, &failure.message);
+            self.host_down(&host, failure.clone());
         }
         if finished {
             // Nothing to place any more: free the slot and clean what may be left.

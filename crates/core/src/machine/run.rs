@@ -86,6 +86,10 @@ pub(crate) struct Run {
     /// When its access Secret was written (it was served).
     pub ready_at: Option<Timestamp>,
     pub failed_hosts: BTreeSet<HostName>,
+    /// Since when every host it may use has been down, while that lasts.
+    pub down_since: Option<Timestamp>,
+    /// The down hosts its last Warning Event named, so it is not repeated.
+    pub warned_down: BTreeSet<HostName>,
 }
 
 impl Run {
@@ -108,6 +112,8 @@ impl Run {
             assigned_at: None,
             ready_at: None,
             failed_hosts: BTreeSet::new(),
+            down_since: None,
+            warned_down: BTreeSet::new(),
         };
         run.update(obs);
         run

@@ -40,6 +40,7 @@ impl Core {
             ledger: Ledger::new_probing(pool),
             config: config.clone(),
             missing_reason,
+            faults: BTreeMap::new(),
             runs: HashMap::new(),
             timers: Timers::default(),
             now,

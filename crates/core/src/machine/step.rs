@@ -2,6 +2,7 @@
 //! between phases (placed, queued, failed, released, done).
 
 use super::Core;
+use super::outlook::{Outlook, describe};
 use super::output::{EventReason, Metric};
 use super::run::{Phase, QueueReason};
 use crate::allocation::TaskRunKey;
@@ -42,6 +43,9 @@ impl Core {
                     } else {
                         self.done(key);
                     }
+                    return;
+                }
+                if reason == QueueReason::PoolFull && !self.still_worth_waiting(key) {
                     return;
                 }
                 let deadline = self.queue_deadline(key, reason);
@@ -257,6 +261,63 @@ impl Core {
             run.phase = Phase::Done;
             if run.gone {
                 self.runs.remove(key);
+            }
+        }
+    }
+
+    /// Looks at a waiter's prospects: fails it when every host it may use needs an
+    /// admin, warns (once per set of down hosts) when they are all only unreachable.
+    /// Returns whether it keeps waiting.
+    fn still_worth_waiting(&mut self, key: &TaskRunKey) -> bool {
+        let now = self.now;
+        let outlook = self.outlook_of(key);
+        let Some(run) = self.runs.get_mut(key) else {
+            return false;
+        };
+        match outlook {
+            Outlook::Servable => {
+                run.down_since = None;
+                run.warned_down.clear();
+                true
+            }
+            Outlook::NeedsAdmin(hosts) => {
+                let platform = run.platform_raw.clone();
+                self.ledger.cancel(key);
+                self.fail(
+                    key,
+                    format!(
+                        "no {platform} host can serve this TaskRun until a cluster admin acts: \
+                         {}. The admin must fix the hosts or host-config (the HostUnavailable \
+                         Events on host-config and `multi-platform-controller doctor` show the \
+                         details), then the build can be run again",
+                        describe(&hosts)
+                    ),
+                );
+                false
+            }
+            Outlook::Down(hosts) => {
+                run.down_since.get_or_insert(now);
+                let names = hosts.iter().map(|(h, _)| h.clone()).collect();
+                if run.warned_down != names {
+                    run.warned_down = names;
+                    let platform = run.platform_raw.clone();
+                    let until = self
+                        .queue_deadline(key, QueueReason::PoolFull)
+                        .map(|d| format!(" until {}", d.strftime("%Y-%m-%dT%H:%M:%SZ")))
+                        .unwrap_or_default();
+                    self.event(
+                        key,
+                        EventReason::HostsDown,
+                        format!(
+                            "no {platform} host is reachable: {}. The controller keeps probing \
+                             them and this TaskRun waits{until}, then fails; a cluster admin \
+                             must bring a host back (sshd running, network, the address and port \
+                             in host-config)",
+                            describe(&hosts)
+                        ),
+                    );
+                }
+                true
             }
         }
     }

@@ -627,6 +627,132 @@ fn restart_rebuilds_slots_from_labels_before_allocating() {
     assert_eq!(provisions(&out), [("new".into(), "a1".into())]);
 }
 
+fn fault(kind: HostFailureKind, message: &str) -> HostFailure {
+    HostFailure {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// A core whose hosts have not answered their first probe yet.
+fn unprobed(config: PoolConfig) -> Core {
+    let (core, _) = start_core(CoreSettings::default(), present(config), Vec::new(), T0);
+    core
+}
+
+#[test]
+fn a_platform_whose_hosts_all_need_an_admin_fails_at_once_naming_them() {
+    let mut core = unprobed(config_with(
+        &[("r1", "linux/riscv64", 2), ("r2", "linux/riscv64", 2)],
+        &[],
+    ));
+    let mismatch = fault(
+        HostFailureKind::HostKeyMismatch,
+        "host r1 presented SHA256:abc, but host.r1.host-key pins SHA256:def",
+    );
+    let out = core.feed(Input::HostFault(host("r1"), mismatch.clone()), T0);
+    assert!(out.contains(&Command::Probe {
+        host: host("r1"),
+        reason: Some(mismatch.message.clone())
+    }));
+    // r2 has not answered yet: its probe decides, so the TaskRun waits.
+    core.feed(Input::Observed(candidate("b", "linux/riscv64", 0)), T0);
+    core.feed(Input::Report(key("b"), Report::Done), T0);
+    let refused = fault(HostFailureKind::AdminAccess, "the admin key was refused");
+    let out = core.feed(Input::HostFault(host("r2"), refused), T0 + 1_000);
+    let fail = failure(&out).expect("error Secret at once");
+    for part in [
+        "until a cluster admin acts",
+        "r1 (down since",
+        "pins SHA256:def",
+        "r2 (down since",
+        "admin key was refused",
+        "doctor",
+    ] {
+        assert!(fail.message.contains(part), "{part}: {}", fail.message);
+    }
+    // A new TaskRun of the platform fails at once too, without waiting.
+    let out = core.feed(
+        Input::Observed(candidate("c", "linux/riscv64", 1)),
+        T0 + 2_000,
+    );
+    assert!(failure(&out).is_some(), "{out:?}");
+    assert!(!out.iter().any(|c| matches!(c, Command::Wait(_))));
+}
+
+#[test]
+fn unreachable_hosts_make_waiters_wait_with_a_warning_and_a_bound() {
+    let mut core = unprobed(config_with(
+        &[("r1", "linux/riscv64", 2), ("r2", "linux/riscv64", 2)],
+        &[],
+    ));
+    let refused = fault(HostFailureKind::Unreachable, "connection refused");
+    core.feed(Input::HostFault(host("r1"), refused.clone()), T0);
+    // One needs an admin, one is only unreachable: worth waiting for.
+    core.feed(
+        Input::HostFault(host("r2"), fault(HostFailureKind::AdminAccess, "no key")),
+        T0,
+    );
+    let out = core.feed(
+        Input::Observed(candidate("b", "linux/riscv64", 0)),
+        T0 + 1_000,
+    );
+    assert!(failure(&out).is_none(), "{out:?}");
+    let warnings: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|(_, reason, _)| *reason == EventReason::HostsDown)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{out:?}");
+    let note = &warnings[0].2;
+    for part in ["r1 (down since", "connection refused", "r2", "fails"] {
+        assert!(note.contains(part), "{part}: {note}");
+    }
+    core.feed(Input::Report(key("b"), Report::Done), T0 + 1_000);
+    // The default bound, from when the TaskRun found every host down.
+    let bound = T0 + 1_000 + i64::try_from(DEFAULT_UNREACHABLE_TIMEOUT.as_millis()).unwrap();
+    assert_eq!(core.next_deadline(), Some(at(bound)));
+    // The same hosts failing again repeat no warning.
+    let out = core.feed(Input::HostFault(host("r1"), refused), T0 + 2_000);
+    assert!(events(&out).is_empty(), "{out:?}");
+    let out = core.feed(Input::Tick, bound);
+    let fail = failure(&out).expect("error Secret at the bound");
+    assert!(
+        fail.message
+            .contains("no linux/riscv64 host answered for 600s"),
+        "{}",
+        fail.message
+    );
+    assert!(
+        fail.message.contains("connection refused"),
+        "{}",
+        fail.message
+    );
+    assert!(
+        fail.message
+            .contains("cluster admin must bring a host back"),
+        "{}",
+        fail.message
+    );
+}
+
+#[test]
+fn a_host_that_comes_back_ends_the_bound_and_allocation_timeout_replaces_the_default() {
+    let mut core = unprobed(config_with(
+        &[("r1", "linux/riscv64", 1)],
+        &[("allocation-timeout", "30")],
+    ));
+    core.feed(
+        Input::HostFault(host("r1"), fault(HostFailureKind::Unreachable, "timed out")),
+        T0,
+    );
+    core.feed(Input::Observed(candidate("b", "linux/riscv64", 0)), T0);
+    core.feed(Input::Report(key("b"), Report::Done), T0);
+    assert_eq!(core.next_deadline(), Some(at(T0 + 30_000)));
+    let out = core.feed(Input::Health(host("r1"), true), T0 + 10_000);
+    assert_eq!(provisions(&out), [("b".into(), "r1".into())]);
+    assert!(failure(&out).is_none());
+}
+
 #[test]
 fn the_allocation_timeout_fails_a_waiter() {
     let mut core = start(present(config_with(

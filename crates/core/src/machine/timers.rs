@@ -3,10 +3,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::outlook::{Outlook, describe};
 use super::run::QueueReason;
 use super::{Core, CoreSettings};
 use crate::allocation::TaskRunKey;
-use crate::time::{Timestamp, after};
+use crate::time::{Timestamp, after, elapsed};
 
 /// A set of (due time, TaskRun) entries. Entries are never removed early: a TaskRun
 /// whose deadline moved keeps a stale entry, which the core ignores when it fires
@@ -62,8 +63,12 @@ impl Core {
         match reason {
             QueueReason::ConfigMissing => Some(after(run.queued_at?, self.settings.config_grace)),
             QueueReason::PoolFull => {
-                let timeout = self.config.as_ref()?.settings.allocation_timeout?;
-                Some(after(run.allocation_start?, timeout))
+                let timeout = self.config.as_ref()?.settings.allocation_timeout;
+                let busy = timeout.zip(run.allocation_start).map(|(t, s)| after(s, t));
+                let down = run.down_since.map(|since| {
+                    after(since, timeout.unwrap_or(self.settings.unreachable_timeout))
+                });
+                busy.into_iter().chain(down).min()
             }
         }
     }
@@ -82,6 +87,19 @@ impl Core {
                 self.missing_reason, self.settings.namespace
             ),
             QueueReason::PoolFull => {
+                if let Outlook::Down(hosts) = self.outlook_of(key) {
+                    let waited = self
+                        .runs
+                        .get(key)
+                        .and_then(|r| r.down_since)
+                        .map_or(0, |since| elapsed(since, self.now).as_secs());
+                    return format!(
+                        "no {platform} host answered for {waited}s: {}. A cluster admin must \
+                         bring a host back (sshd running, network, the address and port in \
+                         host-config), then the build can be run again",
+                        describe(&hosts)
+                    );
+                }
                 let timeout = self
                     .config
                     .as_ref()
