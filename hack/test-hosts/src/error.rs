@@ -47,6 +47,9 @@ pub enum Error {
         "no free loopback address with port 22 after {0} tries; is something listening on 0.0.0.0:22?"
     )]
     NoFreeAddress(usize),
+    /// The address asked for has port 22 taken.
+    #[error("{0}:22 is taken by another process; pick another loopback address")]
+    AddressInUse(std::net::Ipv4Addr),
     /// Anything else during setup.
     #[error("test host setup: {0}")]
     Setup(String),

@@ -32,6 +32,27 @@ const REQUIRED: &[(&str, &str)] = &[
     ("/usr/bin/setpriv", "util-linux"),
 ];
 
+/// How to start a host; the default is [`TestHost::start`]'s: a random free address
+/// and only the standard admins.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Listen on this loopback address instead of a random one (it must be in
+    /// 127.0.0.0/8 and not 127.0.0.1, and port 22 on it must be free).
+    pub address: Option<Ipv4Addr>,
+    /// One more admin user, like a cloud image's default user.
+    pub extra_admin: Option<ExtraAdmin>,
+}
+
+/// An admin user the way cloud images have one (EC2's `ec2-user`): passwordless sudo,
+/// a login shell, and the key in `~/.ssh/authorized_keys`.
+#[derive(Debug, Clone)]
+pub struct ExtraAdmin {
+    /// The user name (`ec2-user`).
+    pub user: String,
+    /// The public key line to authorize (`ssh-ed25519 AAAA…`).
+    pub authorized_key: String,
+}
+
 /// An admin login of a test host: the user and its private key.
 #[derive(Clone)]
 pub struct AdminLogin {
@@ -81,17 +102,29 @@ impl TestHost {
     /// Starts a host: private namespace, fresh host and admin keys, sshd listening on
     /// port 22 of a free loopback address.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(&HostOptions::default())
+    }
+
+    /// Starts a host as [`TestHost::start`] does, on the given address and with the
+    /// extra admin of `options` when set.
+    pub fn start_with(options: &HostOptions) -> Result<Self, Error> {
         preflight()?;
+        if let Some(address) = options.address {
+            check_address(address)?;
+        }
+        if let Some(extra) = &options.extra_admin {
+            check_extra_admin(extra)?;
+        }
         stale::sweep_once();
         let dir = new_host_dir()?;
-        let host = Self::start_in(&dir);
+        let host = Self::start_in(&dir, options);
         if host.is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
         host
     }
 
-    fn start_in(dir: &Path) -> Result<Self, Error> {
+    fn start_in(dir: &Path, options: &HostOptions) -> Result<Self, Error> {
         let suffix = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -107,8 +140,14 @@ impl TestHost {
         let root = admin_login(dir, "root")?;
         add_sudo_admin(dir)?;
         let sudo_admin = admin_login(dir, SUDO_ADMIN_USER)?;
+        if let Some(extra) = &options.extra_admin {
+            add_extra_admin(dir, extra)?;
+        }
         let namespace = Namespace::start(dir, &name)?;
-        let (address, listener) = start_on_free_address(dir, &namespace)?;
+        let (address, listener) = match options.address {
+            Some(address) => (address, start_on(dir, &namespace, address)?),
+            None => start_on_free_address(dir, &namespace)?,
+        };
         let known_hosts: String = host_keys
             .iter()
             .map(|key| format!("{address} {key}\n"))
@@ -446,6 +485,92 @@ fn add_sudo_admin(dir: &Path) -> Result<(), Error> {
         &format!("{SUDO_ADMIN_USER} ALL=(ALL) NOPASSWD: ALL\n"),
         0o440,
     )
+}
+
+/// A given address must be loopback, and not 127.0.0.1 (shared by everything else).
+fn check_address(address: Ipv4Addr) -> Result<(), Error> {
+    if !address.is_loopback() || address == Ipv4Addr::LOCALHOST {
+        return Err(Error::Setup(format!(
+            "{address} is not a test host address: hosts live in 127.0.0.0/8, never on 127.0.0.1"
+        )));
+    }
+    Ok(())
+}
+
+/// The extra admin's name becomes a path and a sudoers file name: keep it plain.
+fn check_extra_admin(extra: &ExtraAdmin) -> Result<(), Error> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    let name = &extra.user;
+    if name.is_empty()
+        || name.len() > 32
+        || !name.chars().all(plain)
+        || name.starts_with('-')
+        || ["root", SUDO_ADMIN_USER].contains(&name.as_str())
+    {
+        return Err(Error::Setup(format!(
+            "{name:?} cannot be an extra admin: lowercase letters, digits, - and _ only, \
+             not root or {SUDO_ADMIN_USER}"
+        )));
+    }
+    if extra.authorized_key.trim().is_empty() || extra.authorized_key.contains('\n') {
+        return Err(Error::Setup(
+            "the extra admin's key must be one public key line".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Adds the extra admin to the host's private `/etc` with passwordless sudo and its key
+/// in `~/.ssh/authorized_keys` (owned by the user, as sshd's StrictModes wants).
+fn add_extra_admin(dir: &Path, extra: &ExtraAdmin) -> Result<(), Error> {
+    let user = extra.user.as_str();
+    let mut useradd = Command::new("useradd");
+    useradd
+        .arg("--prefix")
+        .arg(dir)
+        .args(["--create-home", "--user-group", "--shell", "/bin/bash"])
+        .args(["--password", "*", user]);
+    capture(useradd, b"")?.ok("useradd extra admin")?;
+    write(
+        &dir.join("etc/sudoers.d").join(user),
+        &format!("{user} ALL=(ALL) NOPASSWD: ALL\n"),
+        0o440,
+    )?;
+    let (uid, gid) = ids_of(dir, user)?;
+    let ssh_dir = dir.join("home").join(user).join(".ssh");
+    fs::create_dir_all(&ssh_dir).map_err(Error::io("create", &ssh_dir))?;
+    fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700))
+        .map_err(Error::io("chmod", &ssh_dir))?;
+    let keys = ssh_dir.join("authorized_keys");
+    write(&keys, &format!("{}\n", extra.authorized_key.trim()), 0o600)?;
+    for path in [&ssh_dir, &keys] {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(Error::io("chown", path))?;
+    }
+    Ok(())
+}
+
+/// The uid and gid of `user` in the host's private `/etc/passwd`.
+fn ids_of(dir: &Path, user: &str) -> Result<(u32, u32), Error> {
+    let passwd_path = dir.join("etc/passwd");
+    let passwd = fs::read_to_string(&passwd_path).map_err(Error::io("read", &passwd_path))?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&user))
+        .and_then(|fields| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))
+        .ok_or_else(|| Error::Setup(format!("{user} is missing from the host's passwd")))
+}
+
+/// Starts sshd on the one given address.
+fn start_on(dir: &Path, namespace: &Namespace, address: Ipv4Addr) -> Result<Child, Error> {
+    let config_path = dir.join("etc/ssh/sshd_config");
+    let config = sshd::config(address, &["root", SUDO_ADMIN_USER]);
+    fs::write(&config_path, config).map_err(Error::io("write", &config_path))?;
+    match sshd::start(namespace, &sshd::log_path(dir)) {
+        Ok(child) => Ok(child),
+        Err(StartFailure::AddressInUse) => Err(Error::AddressInUse(address)),
+        Err(StartFailure::Other(e)) => Err(e),
+    }
 }
 
 fn start_on_free_address(dir: &Path, namespace: &Namespace) -> Result<(Ipv4Addr, Child), Error> {

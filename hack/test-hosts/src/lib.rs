@@ -36,7 +36,7 @@ mod stale;
 
 pub use command::CommandOutput;
 pub use error::Error;
-pub use host::{AdminLogin, SUDO_ADMIN_USER, TestHost};
+pub use host::{AdminLogin, ExtraAdmin, HostOptions, SUDO_ADMIN_USER, TestHost};
 
 /// Starts `count` hosts in parallel (each start takes a few hundred milliseconds).
 pub fn start_hosts(count: usize) -> Result<Vec<TestHost>, Error> {

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use test_hosts::{SUDO_ADMIN_USER, TestHost, start_hosts};
+use test_hosts::{ExtraAdmin, HostOptions, SUDO_ADMIN_USER, TestHost, start_hosts};
 
 #[test]
 fn hosts_are_isolated_from_each_other_and_from_the_machine() {
@@ -119,4 +119,91 @@ fn dropping_a_host_removes_its_server_and_directory() {
         TcpStream::connect_timeout(&(address, 22).into(), Duration::from_secs(5)).is_err(),
         "sshd still listening after drop"
     );
+}
+
+#[test]
+fn a_host_starts_on_a_given_address_with_a_cloud_style_admin() {
+    let address = std::net::Ipv4Addr::new(
+        127,
+        rand::random_range(1..=254),
+        rand::random_range(0..=255),
+        rand::random_range(1..=254),
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "test-hosts-extra-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("id");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ec2-user@test", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let public = std::fs::read_to_string(dir.join("id.pub")).unwrap();
+    let private = std::fs::read_to_string(&key).unwrap();
+    let options = HostOptions {
+        address: Some(address),
+        extra_admin: Some(ExtraAdmin {
+            user: "ec2-user".into(),
+            authorized_key: public.trim().into(),
+        }),
+    };
+    let host = TestHost::start_with(&options).unwrap();
+    assert_eq!(host.address(), address);
+    let out = host
+        .ssh(
+            "ec2-user",
+            &private,
+            "id -un && sudo -n true && echo sudo-ok",
+        )
+        .unwrap();
+    assert_eq!(out.stdout, "ec2-user\nsudo-ok\n", "{}", out.stderr);
+    // The key is the user's own, in ~/.ssh/authorized_keys, as cloud-init puts it.
+    let keys = host
+        .run(&["cat", "/home/ec2-user/.ssh/authorized_keys"])
+        .unwrap()
+        .ok("read authorized_keys")
+        .unwrap();
+    assert_eq!(keys.trim(), public.trim());
+    // The extra admin exists on this host only, and its key opens nothing else.
+    assert!(!host.ssh("root", &private, "true").unwrap().success());
+    let machine = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !machine.contains("ec2-user:"),
+        "ec2-user leaked to the machine"
+    );
+
+    // The same address twice: the second host cannot have it.
+    match TestHost::start_with(&options) {
+        Err(test_hosts::Error::AddressInUse(a)) => assert_eq!(a, address),
+        other => panic!("expected AddressInUse, got {other:?}"),
+    }
+    drop(host);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn only_loopback_addresses_other_than_127_0_0_1_are_accepted() {
+    for address in [
+        std::net::Ipv4Addr::LOCALHOST,
+        std::net::Ipv4Addr::new(10, 0, 0, 1),
+    ] {
+        let options = HostOptions {
+            address: Some(address),
+            extra_admin: None,
+        };
+        let err = TestHost::start_with(&options).unwrap_err();
+        assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
+    }
+    let options = HostOptions {
+        address: None,
+        extra_admin: Some(ExtraAdmin {
+            user: "../root".into(),
+            authorized_key: "ssh-ed25519 AAAA".into(),
+        }),
+    };
+    assert!(TestHost::start_with(&options).is_err());
 }
