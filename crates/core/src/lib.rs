@@ -17,6 +17,7 @@
 //! - [`time`]: instants and the clock-free arithmetic the machine does on them.
 
 pub mod allocation;
+pub mod cloud;
 pub mod cluster;
 pub mod config;
 pub mod host_work;

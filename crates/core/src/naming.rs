@@ -21,6 +21,32 @@ pub const FAILED_HOSTS_ANNOTATION: &str = "build.appstudio.redhat.com/failed-hos
 /// Annotation: unix seconds at which allocation started.
 pub const ALLOCATION_START_TIME_ANNOTATION: &str =
     "build.appstudio.redhat.com/allocation-start-time";
+/// Label: the dynamic platform whose cloud VM the TaskRun holds (`linux-arm64`).
+pub const CLOUD_DYNAMIC_PLATFORM_LABEL: &str = "build.appstudio.redhat.com/cloud-dynamic-platform";
+/// Annotation: the id of the TaskRun's cloud VM.
+pub const CLOUD_INSTANCE_ID_ANNOTATION: &str = "build.appstudio.redhat.com/cloud-instance-id";
+/// Annotation: the address of the TaskRun's cloud VM.
+pub const CLOUD_ADDRESS_ANNOTATION: &str = "build.appstudio.redhat.com/cloud-address";
+/// Annotation (ours): which launch attempt the VM of this TaskRun is, so a launch
+/// repeated after a crash sends the same client token and cannot start a second VM.
+pub const CLOUD_LAUNCH_ATTEMPT_ANNOTATION: &str = "build.appstudio.redhat.com/cloud-launch-attempt";
+/// The admin user of a cloud VM, who creates the build users (with sudo).
+pub const CLOUD_ADMIN_USER: &str = "ec2-user";
+
+/// Cloud instance tags, as the Go controller writes and reads them.
+pub mod cloud_tags {
+    /// `MultiPlatformManaged=true` on every instance we launch.
+    pub const MANAGED: &str = "MultiPlatformManaged";
+    /// `multi-platform-instance=<instance-tag>`: which platform pool it counts against.
+    pub const INSTANCE: &str = "multi-platform-instance";
+    /// `Name=multi-platform-builder-<taskrun>`.
+    pub const NAME: &str = "Name";
+    /// Prefix of the `Name` tag's value.
+    pub const NAME_PREFIX: &str = "multi-platform-builder-";
+    /// `taskRunID=<namespace>:<name>`.
+    pub const TASKRUN_ID: &str = "taskRunID";
+}
+
 /// Label on every Secret the controller writes, and on the admin-key Secrets it reads.
 pub const SECRET_LABEL: &str = "build.appstudio.redhat.com/multi-platform-secret";
 /// Label that marks the host-config ConfigMap (any value).

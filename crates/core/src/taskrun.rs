@@ -11,9 +11,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::InstanceId;
 use crate::naming::{
-    ALLOCATION_START_TIME_ANNOTATION, ASSIGNED_HOST_LABEL, FAILED_HOSTS_ANNOTATION, FINALIZER,
-    PLATFORM_PARAM, SECRET_PREFIX, TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL,
+    ALLOCATION_START_TIME_ANNOTATION, ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION,
+    CLOUD_DYNAMIC_PLATFORM_LABEL, CLOUD_INSTANCE_ID_ANNOTATION, CLOUD_LAUNCH_ATTEMPT_ANNOTATION,
+    FAILED_HOSTS_ANNOTATION, FINALIZER, PLATFORM_PARAM, SECRET_PREFIX, TARGET_PLATFORM_LABEL,
+    WAITING_FOR_PLATFORM_LABEL,
 };
 use crate::platform::{InvalidPlatform, Platform};
 use crate::time::Timestamp;
@@ -208,6 +211,24 @@ impl TaskRun {
         self.label(ASSIGNED_HOST_LABEL)
     }
 
+    /// The `cloud-dynamic-platform` label: it holds (or held) a cloud VM slot.
+    pub fn cloud_platform(&self) -> Option<&str> {
+        self.label(CLOUD_DYNAMIC_PLATFORM_LABEL)
+    }
+
+    /// The `cloud-instance-id` annotation, when it is an instance id.
+    pub fn cloud_instance(&self) -> Option<InstanceId> {
+        InstanceId::parse(self.annotation(CLOUD_INSTANCE_ID_ANNOTATION)?.trim()).ok()
+    }
+
+    /// Our launch-attempt annotation (1 when absent or malformed).
+    pub fn launch_attempt(&self) -> u32 {
+        self.annotation(CLOUD_LAUNCH_ATTEMPT_ANNOTATION)
+            .and_then(|a| a.trim().parse().ok())
+            .filter(|a| *a >= 1)
+            .unwrap_or(1)
+    }
+
     /// Whether the TaskRun carries the waiting label.
     pub fn is_waiting(&self) -> bool {
         self.label(WAITING_FOR_PLATFORM_LABEL).is_some()
@@ -270,8 +291,15 @@ const OUR_LABELS: &[&str] = &[
     ASSIGNED_HOST_LABEL,
     TARGET_PLATFORM_LABEL,
     WAITING_FOR_PLATFORM_LABEL,
+    CLOUD_DYNAMIC_PLATFORM_LABEL,
 ];
-const OUR_ANNOTATIONS: &[&str] = &[FAILED_HOSTS_ANNOTATION, ALLOCATION_START_TIME_ANNOTATION];
+const OUR_ANNOTATIONS: &[&str] = &[
+    FAILED_HOSTS_ANNOTATION,
+    ALLOCATION_START_TIME_ANNOTATION,
+    CLOUD_INSTANCE_ID_ANNOTATION,
+    CLOUD_ADDRESS_ANNOTATION,
+    CLOUD_LAUNCH_ATTEMPT_ANNOTATION,
+];
 
 fn retain_keys(map: &mut Option<BTreeMap<String, String>>, keep: &[&str]) {
     if let Some(m) = map {

@@ -10,9 +10,11 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, TestOperation};
 use serde_json::{Map, Value, json};
 
+use crate::cloud::InstanceId;
 use crate::naming::{
-    ALLOCATION_START_TIME_ANNOTATION, ASSIGNED_HOST_LABEL, FAILED_HOSTS_ANNOTATION, FINALIZER,
-    TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL,
+    ALLOCATION_START_TIME_ANNOTATION, ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION,
+    CLOUD_DYNAMIC_PLATFORM_LABEL, CLOUD_INSTANCE_ID_ANNOTATION, CLOUD_LAUNCH_ATTEMPT_ANNOTATION,
+    FAILED_HOSTS_ANNOTATION, FINALIZER, TARGET_PLATFORM_LABEL, WAITING_FOR_PLATFORM_LABEL,
 };
 use crate::platform::Platform;
 use crate::time::Timestamp;
@@ -138,6 +140,60 @@ pub fn mark_host_failed(failed: &[String], host: &str) -> Value {
     json!({"metadata": {
         "labels": {ASSIGNED_HOST_LABEL: null},
         "annotations": {FAILED_HOSTS_ANNOTATION: hosts.join(",")},
+    }})
+}
+
+/// Merge patch recording a VM slot before its instance is launched: the
+/// `cloud-dynamic-platform` and `target-platform` labels, no waiting label, the launch
+/// attempt (so a launch repeated after a crash sends the same client token) and the
+/// allocation start.
+pub fn mark_launching(
+    platform: &Platform,
+    attempt: u32,
+    allocation_started: Option<Timestamp>,
+    now: Timestamp,
+) -> Value {
+    let mut annotations = queue_annotations(&[], allocation_started, now);
+    annotations.insert(
+        CLOUD_LAUNCH_ATTEMPT_ANNOTATION.into(),
+        json!(attempt.to_string()),
+    );
+    json!({"metadata": {
+        "labels": {
+            CLOUD_DYNAMIC_PLATFORM_LABEL: platform.label_value(),
+            TARGET_PLATFORM_LABEL: platform.label_value(),
+            WAITING_FOR_PLATFORM_LABEL: null,
+        },
+        "annotations": annotations,
+    }})
+}
+
+/// Merge patch recording the launched instance: `assigned-host` = its id (the Go
+/// controller's record) and the `cloud-instance-id` annotation.
+pub fn mark_launched(instance: &InstanceId) -> Value {
+    json!({"metadata": {
+        "labels": {ASSIGNED_HOST_LABEL: instance.as_str()},
+        "annotations": {CLOUD_INSTANCE_ID_ANNOTATION: instance.as_str()},
+    }})
+}
+
+/// Merge patch recording the address the build logs in to.
+pub fn mark_cloud_address(address: &str) -> Value {
+    json!({"metadata": {"annotations": {CLOUD_ADDRESS_ANNOTATION: address}}})
+}
+
+/// Merge patch removing every cloud mark once the VM is terminated.
+pub fn clear_cloud() -> Value {
+    json!({"metadata": {
+        "labels": {
+            ASSIGNED_HOST_LABEL: null,
+            WAITING_FOR_PLATFORM_LABEL: null,
+            CLOUD_DYNAMIC_PLATFORM_LABEL: null,
+        },
+        "annotations": {
+            CLOUD_INSTANCE_ID_ANNOTATION: null,
+            CLOUD_ADDRESS_ANNOTATION: null,
+        },
     }})
 }
 
@@ -304,5 +360,35 @@ mod tests {
             doc["metadata"]["labels"],
             json!({TARGET_PLATFORM_LABEL: "linux-arm64", "x": "y"})
         );
+    }
+
+    #[test]
+    fn cloud_marks_record_the_slot_then_the_instance_and_go_away() {
+        let patch = mark_launching(&platform(), 2, None, secs(99));
+        assert_eq!(
+            patch["metadata"]["labels"][CLOUD_DYNAMIC_PLATFORM_LABEL],
+            "linux-arm64"
+        );
+        assert_eq!(
+            patch["metadata"]["annotations"][CLOUD_LAUNCH_ATTEMPT_ANNOTATION],
+            "2"
+        );
+        let id = InstanceId::parse("i-0123456789abcdef0").unwrap();
+        let mut doc = json!({"metadata": {"labels": {"tekton.dev/task": "t"}}});
+        for p in [patch, mark_launched(&id), mark_cloud_address("127.77.1.5")] {
+            json_patch::merge(&mut doc, &p);
+        }
+        assert_eq!(doc["metadata"]["labels"][ASSIGNED_HOST_LABEL], id.as_str());
+        assert_eq!(
+            doc["metadata"]["annotations"][CLOUD_ADDRESS_ANNOTATION],
+            "127.77.1.5"
+        );
+        json_patch::merge(&mut doc, &clear_cloud());
+        assert_eq!(
+            doc["metadata"]["labels"],
+            json!({"tekton.dev/task": "t", TARGET_PLATFORM_LABEL: "linux-arm64"})
+        );
+        let annotations = doc["metadata"]["annotations"].as_object().unwrap();
+        assert!(!annotations.contains_key(CLOUD_INSTANCE_ID_ANNOTATION));
     }
 }

@@ -1,25 +1,25 @@
 //! Dynamic and dynamic-pool platforms (cloud VMs): `dynamic.<platform-with-dashes>.*`.
 //!
 //! They are validated the way the Go controller validates them, so `check-config`
-//! catches the same mistakes, but this controller has no cloud provider yet: their
-//! TaskRuns get an error Secret saying the strategy is not supported.
+//! catches the same mistakes, plus the EC2 settings of `type: aws` platforms (see
+//! [`super::aws`]), which the Go controller passes to AWS unchecked.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::aws::{self, AwsSettings};
 use super::fields::{self, dynamic as field};
 use super::host::MAX_CONCURRENCY;
 use super::problem::{Problem, Severity, Subject};
+use super::sudo::SudoCommand;
 use super::values;
 use crate::platform::Platform;
 
-/// Most VMs one dynamic platform may run.
-pub const MAX_INSTANCES: u64 = 250;
-/// Longest `dynamic.<p>.allocation-timeout`, in seconds.
-pub const MAX_DYNAMIC_ALLOCATION_TIMEOUT_SECS: u64 = 1200;
 /// `dynamic.<p>.allocation-timeout` when not set, in seconds.
 pub const DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS: u64 = 600;
+/// `dynamic.<p>.check-interval` when not set, in seconds.
+pub const DEFAULT_CHECK_INTERVAL_SECS: u64 = 60;
 /// Longest `dynamic.<p>.max-age` of a pool VM, in minutes.
 pub const MAX_POOL_AGE_MINUTES: u64 = 1440;
 
@@ -85,8 +85,10 @@ pub enum StrategySettings {
     Dynamic {
         /// How long to wait for a VM (default 600 s).
         allocation_timeout: Duration,
-        /// Passed through as written (the Go controller does not validate it either).
-        sudo_commands: Option<String>,
+        /// Longest wait between looks at a launching VM (default 60 s).
+        check_interval: Duration,
+        /// What the build user may run with sudo on the VM.
+        sudo_commands: Vec<SudoCommand>,
     },
     /// `dynamic-pool-platforms`.
     Pool {
@@ -110,6 +112,8 @@ pub struct DynamicSettings {
     pub instance_tag: Option<String>,
     /// Strategy-specific settings.
     pub strategy: StrategySettings,
+    /// How to launch its instances (`type: aws`).
+    pub aws: Option<AwsSettings>,
 }
 
 /// A platform listed in `dynamic-platforms` or `dynamic-pool-platforms`.
@@ -123,6 +127,65 @@ pub struct DynamicPlatform {
     pub settings: Option<DynamicSettings>,
 }
 
+/// Fields every dynamic platform may have.
+const COMMON_FIELDS: [&str; 4] = [
+    field::TYPE,
+    field::MAX_INSTANCES,
+    field::SSH_SECRET,
+    field::INSTANCE_TAG,
+];
+/// Fields only `dynamic-platforms` have.
+const DYNAMIC_FIELDS: [&str; 3] = [
+    field::ALLOCATION_TIMEOUT,
+    field::CHECK_INTERVAL,
+    field::SUDO_COMMANDS,
+];
+/// Fields only `dynamic-pool-platforms` have.
+const POOL_FIELDS: [&str; 2] = [field::CONCURRENCY, field::MAX_AGE];
+
+/// Why this controller cannot serve a dynamic platform (yet): its TaskRuns get an error
+/// Secret that says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsupported {
+    /// `dynamic-pool-platforms`: shared VMs.
+    Pool,
+    /// A `windows*` or `macos*` platform: its VMs need a pre-made builder account.
+    Os,
+    /// `type: ibmz` or `ibmp`.
+    Ibm,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unsupported::Pool => "dynamic pools of shared VMs (dynamic-pool-platforms) are not supported by this controller yet",
+            Unsupported::Os => "Windows and macOS VMs are not supported by this controller yet",
+            Unsupported::Ibm => "IBM Cloud VMs (type: ibmz, ibmp) are not supported by this controller",
+        })
+    }
+}
+
+impl DynamicPlatform {
+    /// Why the platform cannot be served, if it cannot; `None` for an AWS platform with
+    /// one VM per TaskRun (whatever the state of its settings).
+    pub fn unsupported(&self) -> Option<Unsupported> {
+        let os = self.platform.as_str();
+        if self.strategy == DynamicStrategy::DynamicPool {
+            Some(Unsupported::Pool)
+        } else if os.starts_with("windows") || os.starts_with("macos") {
+            Some(Unsupported::Os)
+        } else if self
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.provider != CloudProvider::Aws)
+        {
+            Some(Unsupported::Ibm)
+        } else {
+            None
+        }
+    }
+}
+
 /// Validates one dynamic platform from its `dynamic.<label>.*` fields.
 pub(crate) fn parse_dynamic(
     platform: &Platform,
@@ -133,14 +196,30 @@ pub(crate) fn parse_dynamic(
     let label = platform.label_value();
     let subject = Subject::Platform(platform.to_string());
     let before = problems.len();
-    let mut error = |f: &str, what: String| {
+    let mut report = |severity: Severity, f: &str, what: String| {
         problems.push(Problem::new(
-            Severity::Error,
+            severity,
             subject.clone(),
             format!("{}{label}.{f}", fields::DYNAMIC_PREFIX),
             format!("{what} ({strategy} platform {platform})"),
         ));
     };
+    let known = |f: &&str| {
+        COMMON_FIELDS.contains(f)
+            || match strategy {
+                DynamicStrategy::Dynamic => DYNAMIC_FIELDS.contains(f),
+                DynamicStrategy::DynamicPool => POOL_FIELDS.contains(f),
+            }
+            || aws::KEYS.contains(f)
+    };
+    for unknown in fields.keys().filter(|f| !known(f)) {
+        report(
+            Severity::Warning,
+            unknown,
+            "unknown field, ignored".to_owned(),
+        );
+    }
+    let mut error = |f: &str, what: String| report(Severity::Error, f, what);
     let value = |f: &str| fields.get(f).map(|v| v.trim()).filter(|v| !v.is_empty());
 
     let provider = match value(field::TYPE) {
@@ -156,6 +235,19 @@ pub(crate) fn parse_dynamic(
             None
         }),
     };
+    let max_instances = match value(field::MAX_INSTANCES) {
+        None => {
+            error(
+                field::MAX_INSTANCES,
+                "missing; expected an integer of at least 1: the most VMs at once".into(),
+            );
+            None
+        }
+        Some(raw) => values::integer_in_range(raw, 1, Some(u64::from(u32::MAX)))
+            .map_err(|why| error(field::MAX_INSTANCES, why))
+            .ok()
+            .and_then(|n| u32::try_from(n).ok()),
+    };
     let mut integer = |f: &str, min: u64, max: u64, what: &str| match value(f) {
         None => {
             error(f, format!("missing; expected {what}"));
@@ -166,12 +258,6 @@ pub(crate) fn parse_dynamic(
             .ok()
             .and_then(|n| u32::try_from(n).ok()),
     };
-    let max_instances = integer(
-        field::MAX_INSTANCES,
-        1,
-        MAX_INSTANCES,
-        "an integer from 1 to 250: the most VMs at once",
-    );
     let strategy_settings = match strategy {
         DynamicStrategy::DynamicPool => {
             let concurrency = integer(
@@ -195,18 +281,33 @@ pub(crate) fn parse_dynamic(
             }
         }
         DynamicStrategy::Dynamic => {
-            let allocation_timeout = match value(field::ALLOCATION_TIMEOUT) {
-                None => Some(DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS),
-                Some(raw) => {
-                    values::integer_in_range(raw, 1, Some(MAX_DYNAMIC_ALLOCATION_TIMEOUT_SECS))
-                        .map_err(|why| error(field::ALLOCATION_TIMEOUT, why))
-                        .ok()
-                }
+            let mut seconds = |f: &str, default: u64| match value(f) {
+                None => Some(default),
+                Some(raw) => values::integer_in_range(raw, 1, None)
+                    .map_err(|why| error(f, why))
+                    .ok(),
             };
-            allocation_timeout.map(|secs| StrategySettings::Dynamic {
-                allocation_timeout: Duration::from_secs(secs),
-                sudo_commands: value(field::SUDO_COMMANDS).map(str::to_owned),
-            })
+            let allocation_timeout = seconds(
+                field::ALLOCATION_TIMEOUT,
+                DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS,
+            );
+            let check_interval = seconds(field::CHECK_INTERVAL, DEFAULT_CHECK_INTERVAL_SECS);
+            let sudo_commands = match value(field::SUDO_COMMANDS) {
+                None => Some(Vec::new()),
+                Some(raw) => SudoCommand::parse_list(raw)
+                    .map_err(|why| error(field::SUDO_COMMANDS, why.to_string()))
+                    .ok(),
+            };
+            match (allocation_timeout, check_interval, sudo_commands) {
+                (Some(timeout), Some(interval), Some(sudo_commands)) => {
+                    Some(StrategySettings::Dynamic {
+                        allocation_timeout: Duration::from_secs(timeout),
+                        check_interval: Duration::from_secs(interval),
+                        sudo_commands,
+                    })
+                }
+                _ => None,
+            }
         }
     };
     let instance_tag = match value(field::INSTANCE_TAG) {
@@ -245,6 +346,17 @@ pub(crate) fn parse_dynamic(
         },
     };
 
+    let aws = match provider {
+        Some(CloudProvider::Aws) => aws::parse_aws(fields, &mut |severity, f, what| {
+            problems.push(Problem::new(
+                severity,
+                subject.clone(),
+                format!("{}{label}.{f}", fields::DYNAMIC_PREFIX),
+                format!("{what} ({strategy} platform {platform})"),
+            ));
+        }),
+        _ => None,
+    };
     let valid = !problems[before..]
         .iter()
         .any(|p| p.severity == Severity::Error);
@@ -264,6 +376,7 @@ pub(crate) fn parse_dynamic(
                 ssh_secret,
                 instance_tag,
                 strategy: s,
+                aws,
             })
         }
         _ => None,
@@ -356,28 +469,63 @@ mod tests {
             .collect()
     }
 
+    /// What every aws platform needs to launch an instance.
+    const AWS: [(&str, &str); 5] = [
+        ("region", "us-east-1"),
+        ("ami", "ami-03d6a5256a46c9feb"),
+        ("instance-type", "m6g.large"),
+        ("key-name", "multi-platform-aws-prod"),
+        ("aws-secret", "aws-account"),
+    ];
+
+    fn with_aws<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = AWS.to_vec();
+        all.extend_from_slice(pairs);
+        all
+    }
+
     #[test]
     fn valid_dynamic_platform() {
         let (p, problems) = parse(
             "linux/arm64",
             DynamicStrategy::Dynamic,
-            &[
+            &with_aws(&[
                 ("type", "aws"),
-                ("max-instances", "10"),
+                ("max-instances", "500"),
                 ("ssh-secret", "aws-ssh-key"),
                 ("instance-tag", "prod-arm64"),
-                ("region", "us-east-1"),
-            ],
+                ("allocation-timeout", "1800"),
+                ("check-interval", "5"),
+                ("sudo-commands", "/usr/bin/podman"),
+            ]),
         );
         assert!(problems.is_empty(), "{problems:?}");
         let settings = p.settings.unwrap();
         assert_eq!(settings.provider, CloudProvider::Aws);
-        assert_eq!(settings.max_instances, 10);
+        // Production configs run hundreds of instances per platform: no upper bound,
+        // as in the Go controller today.
+        assert_eq!(settings.max_instances, 500);
         assert_eq!(
             settings.strategy,
             StrategySettings::Dynamic {
+                allocation_timeout: Duration::from_secs(1800),
+                check_interval: Duration::from_secs(5),
+                sudo_commands: vec![SudoCommand::parse("/usr/bin/podman").unwrap()],
+            }
+        );
+        assert_eq!(settings.aws.unwrap().instance_type, "m6g.large");
+        let (p, problems) = parse(
+            "linux/arm64",
+            DynamicStrategy::Dynamic,
+            &with_aws(&[("type", "aws"), ("max-instances", "1"), ("ssh-secret", "k")]),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            p.settings.unwrap().strategy,
+            StrategySettings::Dynamic {
                 allocation_timeout: Duration::from_secs(600),
-                sudo_commands: None
+                check_interval: Duration::from_secs(60),
+                sudo_commands: Vec::new(),
             }
         );
     }
@@ -387,14 +535,14 @@ mod tests {
         let (p, problems) = parse(
             "linux-m2xlarge/amd64",
             DynamicStrategy::DynamicPool,
-            &[
+            &with_aws(&[
                 ("type", "aws"),
                 ("max-instances", "20"),
                 ("concurrency", "4"),
                 ("max-age", "60"),
                 ("instance-tag", "prod-amd64-m2xlarge"),
                 ("ssh-secret", "aws-pool-secret"),
-            ],
+            ]),
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
@@ -434,19 +582,23 @@ mod tests {
             DynamicStrategy::Dynamic,
             &[
                 ("type", "gcp"),
-                ("max-instances", "251"),
-                ("allocation-timeout", "1201"),
+                ("max-instances", "many"),
+                ("allocation-timeout", "0"),
+                ("check-interval", "-1"),
                 ("ssh-secret", "k"),
+                ("colour", "blue"),
             ],
         );
         let msgs = messages(&problems).join("\n");
         assert!(msgs.contains("\"gcp\" is not a provider; expected aws, ibmz or ibmp"));
+        assert!(msgs.contains("max-instances: \"many\" is not a whole number"));
         assert!(
-            msgs.contains("max-instances: 251 is out of range; expected an integer from 1 to 250")
+            msgs.contains(
+                "allocation-timeout: 0 is out of range; expected an integer of at least 1"
+            )
         );
-        assert!(msgs.contains(
-            "allocation-timeout: 1201 is out of range; expected an integer from 1 to 1200"
-        ));
+        assert!(msgs.contains("check-interval: \"-1\" is not a whole number"));
+        assert!(msgs.contains("colour: unknown field, ignored"));
         let (_, problems) = parse(
             "linux/arm64",
             DynamicStrategy::DynamicPool,
@@ -488,9 +640,9 @@ mod tests {
         let (_, problems) = parse(
             "linux/s390x",
             DynamicStrategy::Dynamic,
-            &[("type", "aws"), base[1], ("ssh-secret", "invalid-secret")],
+            &with_aws(&[("type", "aws"), base[1], ("ssh-secret", "invalid-secret")]),
         );
-        assert!(problems.is_empty());
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

@@ -80,4 +80,48 @@ pub mod dynamic {
     pub const CONCURRENCY: &str = "concurrency";
     /// Minutes a pool VM lives (dynamic pool only).
     pub const MAX_AGE: &str = "max-age";
+    /// Seconds between looks at a launching VM (dynamic only).
+    pub const CHECK_INTERVAL: &str = "check-interval";
+}
+
+/// Fields of a `type: aws` dynamic platform: how its EC2 instances are launched.
+pub mod aws {
+    /// AWS region.
+    pub const REGION: &str = "region";
+    /// AMI id.
+    pub const AMI: &str = "ami";
+    /// EC2 instance type.
+    pub const INSTANCE_TYPE: &str = "instance-type";
+    /// EC2 key pair name.
+    pub const KEY_NAME: &str = "key-name";
+    /// Secret with the AWS credentials.
+    pub const AWS_SECRET: &str = "aws-secret";
+    /// Security group name.
+    pub const SECURITY_GROUP: &str = "security-group";
+    /// Security group id.
+    pub const SECURITY_GROUP_ID: &str = "security-group-id";
+    /// Subnet id.
+    pub const SUBNET_ID: &str = "subnet-id";
+    /// IAM instance profile name.
+    pub const INSTANCE_PROFILE_NAME: &str = "instance-profile-name";
+    /// IAM instance profile ARN.
+    pub const INSTANCE_PROFILE_ARN: &str = "instance-profile-arn";
+    /// Root volume size, GB.
+    pub const DISK: &str = "disk";
+    /// Root volume IOPS.
+    pub const IOPS: &str = "iops";
+    /// Root volume throughput, MiB/s.
+    pub const THROUGHPUT: &str = "throughput";
+    /// Raw user data.
+    pub const USER_DATA: &str = "user-data";
+    /// `"true"`: never use the private address.
+    pub const STRICT_PUBLIC_ADDRESS: &str = "strict-public-address";
+    /// Placement tenancy (macOS).
+    pub const TENANCY: &str = "tenancy";
+    /// Dedicated host resource group ARN (macOS).
+    pub const HOST_RESOURCE_GROUP_ARN: &str = "host-resource-group-arn";
+    /// License configuration ARN (macOS).
+    pub const LICENSE_CONFIGURATION_ARN: &str = "license-configuration-arn";
+    /// Spot price: accepted and ignored (gone upstream).
+    pub const SPOT_PRICE: &str = "spot-price";
 }

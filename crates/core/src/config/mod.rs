@@ -5,6 +5,7 @@
 //! is left out, and everything else keeps working. [`PoolConfig::route`] answers
 //! "what happens to a TaskRun of platform P".
 
+mod aws;
 mod dynamic;
 pub mod fields;
 mod host;
@@ -19,8 +20,9 @@ mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use aws::{AwsSettings, DEFAULT_DISK_GB, DedicatedHost};
 pub use dynamic::{
-    CloudProvider, DynamicPlatform, DynamicSettings, DynamicStrategy, StrategySettings,
+    CloudProvider, DynamicPlatform, DynamicSettings, DynamicStrategy, StrategySettings, Unsupported,
 };
 pub use host::{
     DEFAULT_SSH_PORT, ExcludedHost, Host, HostName, HostState, InvalidHostName, MAX_CONCURRENCY,
@@ -166,16 +168,18 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
             .cloned()
             .unwrap_or_default();
         let parsed = dynamic::parse_dynamic(platform, strategy, &fields, &mut problems);
-        problems.push(Problem::new(
-            Severity::Unsupported,
-            subject,
-            strategy.list_key(),
-            format!(
-                "{platform} is a {strategy} platform; this controller cannot create cloud VMs \
-                 yet, so its TaskRuns fail with an error Secret. Serve it with static hosts \
-                 (host.<name>.platform: {platform}) to use this controller for it"
-            ),
-        ));
+        if let Some(why) = parsed.unsupported() {
+            problems.push(Problem::new(
+                Severity::Unsupported,
+                subject,
+                strategy.list_key(),
+                format!(
+                    "{platform} is a {strategy} platform: {why}, so its TaskRuns fail with an \
+                     error Secret. Serve it with static hosts (host.<name>.platform: \
+                     {platform}) to use this controller for it"
+                ),
+            ));
+        }
         dynamic_platforms.insert(platform.clone(), parsed);
     }
     let listed_labels: BTreeSet<String> = dynamic_platforms

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::dynamic::DynamicStrategy;
+use super::dynamic::{DynamicSettings, DynamicStrategy, Unsupported};
 use super::host::{Host, HostName, HostState};
 use super::problem::{Problem, Severity, Subject};
 use super::{PoolConfig, Strategy};
@@ -16,6 +16,8 @@ pub enum Route<'a> {
     /// A static pool: allocate a slot through the ledger. The hosts are the
     /// platform's valid hosts that are not disabled (never empty).
     Pool(Vec<&'a Host>),
+    /// A cloud VM per TaskRun (`dynamic-platforms`, `type: aws`), with these settings.
+    Cloud(&'a DynamicSettings),
     /// No TaskRun of this platform can be served: write the error Secret with this text.
     Fail(RouteError),
 }
@@ -23,12 +25,11 @@ pub enum Route<'a> {
 /// Why a platform's TaskRuns cannot be served; the text says what the admin must fix.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RouteError {
-    /// Listed under a cloud strategy this controller does not implement yet.
+    /// Listed under a cloud strategy or provider this controller does not implement.
     #[error(
         "platform {platform} is configured in host-config as a {strategy} platform \
-         ({list_key}), and this controller does not support the {strategy} strategy yet; a \
-         cluster admin must serve {platform} with static hosts (host.<name>.platform: \
-         {platform}) or remove it from {list_key}",
+         ({list_key}), and {why}; a cluster admin must serve {platform} with static hosts \
+         (host.<name>.platform: {platform}) or remove it from {list_key}",
         list_key = strategy.list_key()
     )]
     UnsupportedStrategy {
@@ -36,6 +37,22 @@ pub enum RouteError {
         platform: Platform,
         /// Its strategy.
         strategy: DynamicStrategy,
+        /// What is not supported.
+        why: Unsupported,
+    },
+    /// A cloud platform whose settings are invalid.
+    #[error(
+        "platform {platform} is a {strategy} platform whose settings in host-config are \
+         invalid, so no VM can be launched for it; a cluster admin must fix host-config: {}",
+        .problems.join("; ")
+    )]
+    InvalidCloudSettings {
+        /// The platform.
+        platform: Platform,
+        /// Its strategy.
+        strategy: DynamicStrategy,
+        /// `key: message` of each error.
+        problems: Vec<String>,
     },
     /// Nothing in host-config mentions the platform.
     #[error(
@@ -92,10 +109,37 @@ fn names(hosts: &[HostName]) -> String {
 pub(crate) fn route<'a>(config: &'a PoolConfig, platform: &Platform) -> Route<'a> {
     match config.strategy(platform) {
         Some(Strategy::Local) => Route::Local,
-        Some(Strategy::Dynamic(strategy)) => Route::Fail(RouteError::UnsupportedStrategy {
-            platform: platform.clone(),
-            strategy,
-        }),
+        Some(Strategy::Dynamic(strategy)) => {
+            let Some(dynamic) = config.dynamic_platforms.get(platform) else {
+                return Route::Fail(RouteError::UnknownPlatform {
+                    platform: platform.clone(),
+                    configured: config.platforms().into_iter().collect(),
+                });
+            };
+            if let Some(why) = dynamic.unsupported() {
+                return Route::Fail(RouteError::UnsupportedStrategy {
+                    platform: platform.clone(),
+                    strategy,
+                    why,
+                });
+            }
+            match &dynamic.settings {
+                Some(settings) if settings.aws.is_some() => Route::Cloud(settings),
+                _ => Route::Fail(RouteError::InvalidCloudSettings {
+                    platform: platform.clone(),
+                    strategy,
+                    problems: config
+                        .problems
+                        .iter()
+                        .filter(|p| {
+                            p.severity == Severity::Error
+                                && matches!(&p.subject, Subject::Platform(p) if p == platform.as_str())
+                        })
+                        .map(|p| format!("{}: {}", p.key, p.message))
+                        .collect(),
+                }),
+            }
+        }
         Some(Strategy::Static) => {
             let valid: Vec<&Host> = config.hosts_of(platform).collect();
             let usable: Vec<&Host> = valid

@@ -13,6 +13,8 @@ pub struct Gauges {
     pub platforms: BTreeMap<String, PlatformGauge>,
     /// Per host: its platform, slots used and total, whether it is healthy.
     pub hosts: BTreeMap<String, HostGauge>,
+    /// Per cloud platform: its instances per state, from the latest listing.
+    pub instances: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 /// Gauges of one platform.
@@ -67,11 +69,21 @@ impl Core {
                 },
             );
         }
+        for (platform, usage) in self.quota.usage() {
+            let entry = gauges.platforms.entry(platform.to_string()).or_default();
+            entry.running += usage.holders;
+            entry.pool_size += usage.max as usize;
+        }
         for run in self.runs.values() {
             if let (Phase::Queued { .. }, Some(p)) = (&run.phase, run.valid_platform()) {
                 gauges.platforms.entry(p.to_string()).or_default().waiting += 1;
             }
         }
+        gauges.instances = self
+            .instance_states
+            .iter()
+            .map(|(p, states)| (p.to_string(), states.clone()))
+            .collect();
         gauges
     }
 }

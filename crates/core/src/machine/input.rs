@@ -2,8 +2,10 @@
 //! reports of the work the machine ordered.
 
 use crate::allocation::TaskRunKey;
+use crate::cloud::{CloudInstance, InstanceId};
 use crate::config::{HostName, PoolConfig};
 use crate::naming::UserName;
+use crate::platform::Platform;
 
 use super::Observed;
 
@@ -26,6 +28,13 @@ pub enum Input {
     HostFault(HostName, HostFailure),
     /// The reaper passed over a host: these `u-*` users remain on it afterwards.
     Reaped(HostName, Vec<UserName>),
+    /// A listing of a dynamic platform's instances (every one with our tags), complete
+    /// (all pages).
+    CloudListing(Platform, Vec<CloudInstance>),
+    /// A dynamic platform cannot be listed until an admin acts (its credentials are
+    /// missing or refused): launches are tried anyway and fail with the same error, so
+    /// TaskRuns get an error Secret instead of waiting for a listing that never comes.
+    CloudUnavailable(Platform),
     /// Time passed: due timers fire.
     Tick,
 }
@@ -54,10 +63,26 @@ pub enum Report {
     Released,
     /// Cleaning the host failed; nothing was released.
     CleanupFailed(HostFailure),
+    /// The TaskRun's instance was launched (or was found launched: same client token).
+    Launched(InstanceId),
+    /// RunInstances failed.
+    LaunchFailed(LaunchFailure),
     /// A Kubernetes call failed in a way that may pass: retry later.
     ApiError(String),
     /// The TaskRun no longer exists (anything created for it was cleaned).
     Gone,
+}
+
+/// Why RunInstances failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchFailure {
+    /// The cloud's error code (`InsufficientInstanceCapacity`, `RequestLimitExceeded`,
+    /// `InternalError`, …; `Unreachable` when no answer came).
+    pub code: String,
+    /// The cloud's message, or what the shell knows (no credentials).
+    pub message: String,
+    /// Whether trying again may help (capacity, throttling, server errors).
+    pub retryable: bool,
 }
 
 /// What went wrong on a host.

@@ -30,6 +30,7 @@
 //! - every failure that will not fix itself ends in an error Secret; every transient one
 //!   is retried with a capped exponential backoff.
 
+mod cloud;
 mod gauges;
 mod input;
 mod observe;
@@ -45,6 +46,8 @@ mod step;
 mod timers;
 
 #[cfg(test)]
+mod cloud_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
@@ -53,17 +56,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cloud::MAX_LAUNCH_ATTEMPTS;
 pub use gauges::{Gauges, HostGauge, PlatformGauge};
-pub use input::{ConfigInput, HostFailure, HostFailureKind, Input, Report};
+pub use input::{ConfigInput, HostFailure, HostFailureKind, Input, LaunchFailure, Report};
 pub use observed::Observed;
 pub use output::{
-    Effect, EventOrder, EventReason, FailOrder, Metric, ProvisionOrder, ReleaseOrder, TaskRunOrder,
-    WaitOrder, Work,
+    Effect, EventOrder, EventReason, FailOrder, LaunchOrder, Metric, ProvisionOrder, ReleaseOrder,
+    TaskRunOrder, VmOrder, VmReleaseOrder, WaitOrder, Work,
 };
 
-use crate::allocation::{Ledger, TaskRunKey};
+use crate::allocation::{InstanceQuota, Ledger, TaskRunKey};
+use crate::cloud::CloudPlatform;
 use crate::config::{Host, HostKeyChecking, HostName, PoolConfig};
 use crate::naming::UserName;
+use crate::platform::Platform;
 use crate::time::Timestamp;
 use run::{Phase, Run};
 use timers::Timers;
@@ -89,6 +95,8 @@ pub struct CoreSettings {
     /// How long a TaskRun waits while every host of its platform is unreachable, when
     /// host-config sets no `allocation-timeout`.
     pub unreachable_timeout: Duration,
+    /// How old an instance no TaskRun owns must be before the sweep terminates it.
+    pub sweep_grace: Duration,
 }
 
 impl Default for CoreSettings {
@@ -100,6 +108,7 @@ impl Default for CoreSettings {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             unreachable_timeout: DEFAULT_UNREACHABLE_TIMEOUT,
+            sweep_grace: Duration::from_secs(300),
         }
     }
 }
@@ -117,6 +126,15 @@ pub struct Core {
     hosts: BTreeMap<HostName, Host>,
     /// Why each host that is out of service is so (until it is reported up).
     faults: BTreeMap<HostName, outlook::Fault>,
+    /// VM slots of the dynamic platforms.
+    quota: InstanceQuota,
+    /// The last known settings of every cloud platform (a platform that left the
+    /// configuration keeps them, so its VMs can still be terminated).
+    clouds: BTreeMap<Platform, CloudPlatform>,
+    /// Cloud platforms of the current configuration whose settings cannot be used.
+    cloud_errors: BTreeMap<Platform, String>,
+    /// Instances per state of each cloud platform, from its latest listing.
+    instance_states: BTreeMap<Platform, BTreeMap<String, usize>>,
     runs: HashMap<TaskRunKey, Run>,
     timers: Timers,
     now: Timestamp,
@@ -139,6 +157,8 @@ impl Core {
             Input::Health(host, up) => self.on_health(&host, up),
             Input::HostFault(host, failure) => self.host_down(&host, failure),
             Input::Reaped(host, users) => self.on_reaped(&host, &users),
+            Input::CloudListing(platform, instances) => self.on_listing(&platform, &instances),
+            Input::CloudUnavailable(platform) => self.on_cloud_unavailable(&platform),
             Input::Tick => {}
         }
         self.fire_due_timers();

@@ -64,8 +64,9 @@ impl Core {
                 for host in unprobed {
                     self.effects.push_back(Effect::Probe { host, reason: None });
                 }
-                self.config = Some(config);
+                self.config = Some(Arc::clone(&config));
                 self.apply_outcome(outcome.assigned, outcome.rejected);
+                self.configure_clouds(&config);
                 // TaskRuns that waited for a configuration are placed now, oldest first.
                 let mut waiting: Vec<TaskRunKey> = self
                     .runs

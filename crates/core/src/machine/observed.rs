@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::allocation::TaskRunKey;
+use crate::cloud::InstanceId;
 use crate::config::HostName;
 use crate::platform::Platform;
 use crate::taskrun::{PlatformParamError, TaskRun};
@@ -37,6 +38,12 @@ pub struct Observed {
     pub failed_hosts: BTreeSet<HostName>,
     /// The `allocation-start-time` annotation.
     pub allocation_start: Option<Timestamp>,
+    /// The `cloud-dynamic-platform` label: it holds a cloud VM slot.
+    pub cloud: bool,
+    /// The `cloud-instance-id` annotation.
+    pub instance: Option<InstanceId>,
+    /// Which launch attempt its VM is (our annotation; 1 by default).
+    pub launch_attempt: u32,
 }
 
 impl Observed {
@@ -65,6 +72,9 @@ impl Observed {
                 .filter_map(|h| HostName::parse(h).ok())
                 .collect(),
             allocation_start: tr.allocation_start(),
+            cloud: tr.cloud_platform().is_some(),
+            instance: tr.cloud_instance(),
+            launch_attempt: tr.launch_attempt(),
         }
     }
 
@@ -78,6 +88,6 @@ impl Observed {
 
     /// Whether it carries our finalizer or one of our labels.
     pub fn has_marks(&self) -> bool {
-        self.finalizer || self.assigned_host.is_some() || self.waiting
+        self.finalizer || self.assigned_host.is_some() || self.waiting || self.cloud
     }
 }

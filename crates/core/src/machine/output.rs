@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::allocation::TaskRunKey;
+use crate::cloud::{CloudTarget, InstanceId, LaunchSpec, VmAccess};
 use crate::config::{Host, HostKeyChecking, HostName};
 use crate::naming::UserName;
 use crate::platform::Platform;
@@ -30,6 +31,16 @@ pub enum Work {
     /// Clean the host (when `host` is set), delete the Secret, drop our labels and
     /// finalizer (contract §3 order). Reports `Released` or `CleanupFailed`.
     Release(ReleaseOrder),
+    /// Record the VM slot on the TaskRun (finalizer, labels, launch attempt), launch its
+    /// instance, record the instance id. Reports `Launched` or `LaunchFailed`.
+    Launch(LaunchOrder),
+    /// Wait for the instance's address and SSH (up to the deadline), create the build
+    /// user through the VM's admin, write the Secret. Reports `Provisioned`,
+    /// `AlreadyProvisioned` or `ProvisionFailed`.
+    ProvisionVm(VmOrder),
+    /// Terminate the instance (until the cloud confirms), delete the Secret, drop our
+    /// marks. Reports `Released` or `CleanupFailed`.
+    ReleaseVm(VmReleaseOrder),
 }
 
 impl Work {
@@ -41,6 +52,9 @@ impl Work {
             Work::ServeLocal(o) => &o.key,
             Work::Fail(o) => &o.key,
             Work::Release(o) => &o.key,
+            Work::Launch(o) => &o.taskrun.key,
+            Work::ProvisionVm(o) => &o.taskrun.key,
+            Work::ReleaseVm(o) => &o.key,
         }
     }
 }
@@ -59,6 +73,57 @@ pub enum Effect {
         /// Why it was taken down; `None` for a host that was never probed yet.
         reason: Option<String>,
     },
+    /// Terminate instances no TaskRun owns (the leaked-VM sweep); the next listing
+    /// shows whether it worked.
+    Terminate {
+        /// Where they run.
+        target: CloudTarget,
+        /// Which, and why (for the log and the Event on host-config).
+        instances: Vec<(InstanceId, String)>,
+    },
+}
+
+/// See [`Work::Launch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchOrder {
+    /// The TaskRun.
+    pub taskrun: TaskRunOrder,
+    /// What to launch (client token included).
+    pub spec: LaunchSpec,
+    /// Which attempt this is (recorded on the TaskRun before the launch).
+    pub attempt: u32,
+    /// The recorded allocation start, if any.
+    pub allocation_start: Option<Timestamp>,
+}
+
+/// See [`Work::ProvisionVm`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmOrder {
+    /// The TaskRun.
+    pub taskrun: TaskRunOrder,
+    /// Where the instance runs.
+    pub target: CloudTarget,
+    /// How to reach it.
+    pub access: VmAccess,
+    /// The instance.
+    pub instance: InstanceId,
+    /// The throwaway user.
+    pub user: UserName,
+    /// How long the issued key stays valid on the VM.
+    pub key_lifetime: Duration,
+    /// When to give up (allocation-timeout after the launch).
+    pub deadline: Timestamp,
+}
+
+/// See [`Work::ReleaseVm`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmReleaseOrder {
+    /// Which TaskRun.
+    pub key: TaskRunKey,
+    /// Where its instance runs (the last known settings of its platform).
+    pub target: Option<CloudTarget>,
+    /// The instance to terminate, if one was recorded.
+    pub instance: Option<InstanceId>,
 }
 
 /// The TaskRun a piece of work is about.
@@ -162,6 +227,10 @@ pub enum EventReason {
     CleanupFailed,
     /// Every host the TaskRun may use is unreachable; it waits, bounded.
     HostsDown,
+    /// Its cloud instance was launched.
+    Launched,
+    /// Launching its cloud instance failed.
+    LaunchFailed,
 }
 
 impl EventReason {
@@ -176,6 +245,8 @@ impl EventReason {
             EventReason::Released => "Released",
             EventReason::CleanupFailed => "CleanupFailed",
             EventReason::HostsDown => "HostsUnreachable",
+            EventReason::Launched => "Launched",
+            EventReason::LaunchFailed => "LaunchFailed",
         }
     }
 
@@ -187,6 +258,7 @@ impl EventReason {
                 | EventReason::AllocationFailed
                 | EventReason::CleanupFailed
                 | EventReason::HostsDown
+                | EventReason::LaunchFailed
         )
     }
 }
@@ -235,5 +307,29 @@ pub enum Metric {
         platform: Platform,
         /// How long it ran.
         took: Duration,
+    },
+    /// An instance was launched.
+    Launch {
+        /// The platform.
+        platform: Platform,
+    },
+    /// RunInstances failed.
+    LaunchFailure {
+        /// The platform.
+        platform: Platform,
+        /// The cloud's error code.
+        code: String,
+    },
+    /// A TaskRun's instance was terminated.
+    Termination {
+        /// The platform.
+        platform: Platform,
+    },
+    /// The sweep asked for instances no TaskRun owns to be terminated.
+    Swept {
+        /// The platform.
+        platform: Platform,
+        /// How many.
+        count: usize,
     },
 }

@@ -60,7 +60,7 @@ impl Core {
             .map(|(p, c)| match c.route(&p) {
                 Route::Local => None,
                 Route::Fail(err) => Some(err.to_string()),
-                Route::Pool(_) => Some(rejection.to_string()),
+                Route::Pool(_) | Route::Cloud(_) => Some(rejection.to_string()),
             });
         match routed {
             Some(None) => {
@@ -76,12 +76,22 @@ impl Core {
 
     /// A TaskRun vanished (its operation found it gone): free whatever it held.
     pub(super) fn forget(&mut self, key: &TaskRunKey) {
-        if let Some(Phase::Queued {
-            reason: QueueReason::PoolFull,
-            ..
-        }) = self.runs.remove(key).map(|r| r.phase)
-        {
-            self.ledger.cancel(key);
+        match self.runs.remove(key).map(|r| r.phase) {
+            Some(Phase::Queued {
+                reason: QueueReason::PoolFull,
+                ..
+            }) => {
+                self.ledger.cancel(key);
+            }
+            Some(Phase::Queued {
+                reason: QueueReason::QuotaFull,
+                ..
+            }) => {
+                for next in self.quota.release(key) {
+                    self.grant_vm(&next);
+                }
+            }
+            _ => {}
         }
         let assigned = self.ledger.release(key);
         self.apply_outcome(assigned, Vec::new());

@@ -1,6 +1,7 @@
 //! Reports of finished work: how each one moves its TaskRun on.
 
 use super::Core;
+use super::cloud::is_cloud_op;
 use super::input::{HostFailure, Report};
 use super::output::{EventReason, Metric};
 use super::run::{Op, Phase};
@@ -19,7 +20,13 @@ impl Core {
             // A report for a command the core did not order (a stale duplicate).
             return;
         };
+        if is_cloud_op(op) {
+            self.on_cloud_report(key, op, report);
+            return;
+        }
         match report {
+            // Reports of cloud work go to `on_cloud_report`.
+            Report::Launched(_) | Report::LaunchFailed(_) => {}
             Report::ApiError(_) => {
                 run.attempts += 1;
                 let at = after(now, backoff(&self.settings, run.attempts));

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::cloud::InstanceId;
 use crate::config::HostName;
 use crate::platform::Platform;
 use crate::taskrun::PlatformParamError;
@@ -34,6 +35,26 @@ pub(crate) enum Phase {
     /// Released, but its user was left on `host`: the slot stays taken until the
     /// reaper removed the user.
     Abandoned { host: HostName },
+    /// Holds a VM slot of `platform`; its instance is being launched.
+    Launching { platform: Platform },
+    /// Its instance is launched; the VM and the build user are being prepared.
+    Booting {
+        platform: Platform,
+        instance: InstanceId,
+    },
+    /// The build can log in to its VM.
+    VmReady {
+        platform: Platform,
+        instance: InstanceId,
+    },
+    /// Terminating its VM (if it has one) and removing our marks; the slot is freed
+    /// once the cloud confirmed the termination. `then_fail`: the error the TaskRun gets
+    /// afterwards (its VM could not be prepared).
+    Terminating {
+        platform: Platform,
+        instance: Option<InstanceId>,
+        then_fail: Option<String>,
+    },
     /// Nothing left to do (kept so late events for it are ignored).
     Done,
 }
@@ -46,6 +67,9 @@ pub(crate) enum Op {
     Local,
     Fail,
     Release,
+    Launch,
+    ProvisionVm,
+    ReleaseVm,
 }
 
 /// Why a TaskRun is queued.
@@ -55,6 +79,8 @@ pub(crate) enum QueueReason {
     PoolFull,
     /// host-config is missing; it waits up to the grace period (not in the ledger).
     ConfigMissing,
+    /// Its dynamic platform runs its `max-instances` VMs (it is in the quota's queue).
+    QuotaFull,
 }
 
 /// The core's memory of one TaskRun.
@@ -88,6 +114,10 @@ pub(crate) struct Run {
     pub failed_hosts: BTreeSet<HostName>,
     /// Since when every host it may use has been down, while that lasts.
     pub down_since: Option<Timestamp>,
+    /// Its cloud VM, once launched (annotation, or the launch's report).
+    pub instance: Option<InstanceId>,
+    /// Which launch attempt its VM is; a new attempt gets a new client token.
+    pub launch_attempt: u32,
     /// The down hosts its last Warning Event named, so it is not repeated.
     pub warned_down: BTreeSet<HostName>,
 }
@@ -113,6 +143,8 @@ impl Run {
             ready_at: None,
             failed_hosts: BTreeSet::new(),
             down_since: None,
+            instance: None,
+            launch_attempt: 1,
             warned_down: BTreeSet::new(),
         };
         run.update(obs);
@@ -129,7 +161,11 @@ impl Run {
         self.platform.clone_from(&obs.platform);
         self.finished |= obs.finished;
         self.deleting |= obs.deleting;
-        self.marked = obs.finalizer || obs.assigned_host.is_some() || obs.waiting;
+        self.marked = obs.has_marks();
+        if self.instance.is_none() {
+            self.instance.clone_from(&obs.instance);
+        }
+        self.launch_attempt = self.launch_attempt.max(obs.launch_attempt);
         self.failed_hosts.extend(obs.failed_hosts.iter().cloned());
         if self.allocation_start.is_none() {
             self.allocation_start = obs.allocation_start;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::run::{Phase, QueueReason, Run};
 use super::timers::Timers;
 use super::{ConfigInput, Core, CoreSettings, Effect, Observed};
-use crate::allocation::{Ledger, RecordedTaskRun, TaskRunKey, TaskRunRequest};
+use crate::allocation::{InstanceQuota, Ledger, RecordedTaskRun, TaskRunKey, TaskRunRequest};
 use crate::config::{HostName, PoolConfig, Route};
 use crate::naming::LOCALHOST;
 use crate::platform::Platform;
@@ -41,6 +41,10 @@ impl Core {
             config: config.clone(),
             missing_reason,
             faults: BTreeMap::new(),
+            quota: InstanceQuota::default(),
+            clouds: BTreeMap::new(),
+            cloud_errors: BTreeMap::new(),
+            instance_states: BTreeMap::new(),
             runs: HashMap::new(),
             timers: Timers::default(),
             now,
@@ -49,6 +53,9 @@ impl Core {
             metrics: VecDeque::new(),
         };
 
+        if let Some(config) = config.as_deref() {
+            core.configure_clouds(config);
+        }
         let mut recorded = Vec::new();
         let mut fresh = Vec::new();
         for obs in snapshot {
@@ -57,6 +64,11 @@ impl Core {
             }
             let mut run = Run::new(&obs);
             let key = obs.key.clone();
+            if obs.cloud {
+                core.resume_cloud(&key, &obs, &mut run);
+                core.runs.insert(key, run);
+                continue;
+            }
             match resume(&key, &obs, &mut run, config.as_deref(), now) {
                 Resume::Recorded(record) => recorded.push(record),
                 Resume::Fresh => fresh.push(key.clone()),

@@ -34,11 +34,10 @@ impl Core {
             }
             Phase::Queued { reason, marked } => {
                 if run.finished {
-                    if reason == QueueReason::PoolFull {
-                        self.ledger.cancel(key);
-                    }
+                    let (marked_run, gone) = (run.marked, run.gone);
+                    self.leave_queue(key, reason);
                     // A gone TaskRun has no labels left to remove.
-                    if (run.marked || marked) && !run.gone {
+                    if (marked_run || marked) && !gone {
                         self.release(key, None);
                     } else {
                         self.done(key);
@@ -50,9 +49,7 @@ impl Core {
                 }
                 let deadline = self.queue_deadline(key, reason);
                 if deadline.is_some_and(|d| d <= now) {
-                    if reason == QueueReason::PoolFull {
-                        self.ledger.cancel(key);
-                    }
+                    self.leave_queue(key, reason);
                     let message = self.queue_timeout_message(key, reason);
                     self.fail(key, message);
                     return;
@@ -130,6 +127,13 @@ impl Core {
                 }
             }
             Phase::Abandoned { .. } => {}
+            phase @ (Phase::Launching { .. }
+            | Phase::Booting { .. }
+            | Phase::VmReady { .. }
+            | Phase::Terminating { .. }) => {
+                let finished = run.finished;
+                self.step_cloud(key, phase, finished);
+            }
             Phase::Done => {
                 if run.gone {
                     self.runs.remove(key);
@@ -169,6 +173,7 @@ impl Core {
             }
             Route::Fail(err) => self.fail(key, err.to_string()),
             Route::Pool(_) => self.place_on_pool(key, platform),
+            Route::Cloud(_) => self.place_on_cloud(key, platform),
         }
     }
 
@@ -224,6 +229,20 @@ impl Core {
                 format!("waiting for a free {platform} host: {ahead} TaskRun(s) ahead in the queue")
             }
             (QueueReason::PoolFull, None) => format!("waiting for a free {platform} host"),
+            (QueueReason::QuotaFull, ahead) => {
+                let running = self
+                    .runs
+                    .get(key)
+                    .and_then(|r| r.valid_platform())
+                    .and_then(|p| self.quota.usage().find(|(q, _)| *q == p))
+                    .map(|(_, u)| u);
+                let limit = running.as_ref().map_or(0, |u| u.max);
+                let ahead = ahead.map_or(String::new(), |n| format!(", {n} TaskRun(s) ahead"));
+                format!(
+                    "waiting for a free {platform} VM: the platform runs its maximum of {limit} \
+                     instances{ahead}"
+                )
+            }
         };
         self.event(key, EventReason::Waiting, note);
         self.step(key);
@@ -319,6 +338,21 @@ impl Core {
                 }
                 true
             }
+        }
+    }
+
+    /// Takes a waiter out of its queue (it finished, or its wait timed out).
+    fn leave_queue(&mut self, key: &TaskRunKey, reason: QueueReason) {
+        match reason {
+            QueueReason::PoolFull => {
+                self.ledger.cancel(key);
+            }
+            QueueReason::QuotaFull => {
+                for next in self.quota.release(key) {
+                    self.grant_vm(&next);
+                }
+            }
+            QueueReason::ConfigMissing => {}
         }
     }
 }

@@ -31,6 +31,10 @@ pub(crate) enum Command {
         reason: Option<String>,
     },
     Metric(Metric),
+    Launch(LaunchOrder),
+    ProvisionVm(VmOrder),
+    ReleaseVm(VmReleaseOrder),
+    Terminate(Vec<crate::cloud::InstanceId>),
 }
 
 /// Drains all three outputs of the core.
@@ -40,6 +44,9 @@ pub(crate) fn drain(core: &mut Core) -> Vec<Command> {
         out.push(match effect {
             Effect::Event(e) => Command::Event(e),
             Effect::Probe { host, reason } => Command::Probe { host, reason },
+            Effect::Terminate { instances, .. } => {
+                Command::Terminate(instances.into_iter().map(|(id, _)| id).collect())
+            }
         });
     }
     while let Some(work) = core.poll_work() {
@@ -49,6 +56,9 @@ pub(crate) fn drain(core: &mut Core) -> Vec<Command> {
             Work::ServeLocal(o) => Command::ServeLocal(o),
             Work::Fail(o) => Command::Fail(o),
             Work::Release(o) => Command::Release(o),
+            Work::Launch(o) => Command::Launch(o),
+            Work::ProvisionVm(o) => Command::ProvisionVm(o),
+            Work::ReleaseVm(o) => Command::ReleaseVm(o),
         });
     }
     while let Some(metric) = core.poll_metric() {
@@ -129,6 +139,9 @@ pub(crate) fn candidate(name: &str, platform: &str, created: i64) -> Observed {
         waiting: false,
         failed_hosts: Default::default(),
         allocation_start: None,
+        cloud: false,
+        instance: None,
+        launch_attempt: 1,
     }
 }
 
@@ -340,7 +353,7 @@ fn malformed_and_unservable_platforms_get_error_secrets_that_say_what_to_fix() {
         (
             "dynamic",
             "linux/amd64",
-            "does not support the dynamic strategy",
+            "platform linux/amd64 has no instance tag",
         ),
     ];
     for (name, platform, expected) in cases {

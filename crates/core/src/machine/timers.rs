@@ -62,6 +62,10 @@ impl Core {
         let run = self.runs.get(key)?;
         match reason {
             QueueReason::ConfigMissing => Some(after(run.queued_at?, self.settings.config_grace)),
+            QueueReason::QuotaFull => {
+                let timeout = self.config.as_ref()?.settings.allocation_timeout?;
+                Some(after(run.allocation_start?, timeout))
+            }
             QueueReason::PoolFull => {
                 let timeout = self.config.as_ref()?.settings.allocation_timeout;
                 let busy = timeout.zip(run.allocation_start).map(|(t, s)| after(s, t));
@@ -86,6 +90,19 @@ impl Core {
                  (see config/examples/host-config.yaml)",
                 self.missing_reason, self.settings.namespace
             ),
+            QueueReason::QuotaFull => {
+                let timeout = self
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.settings.allocation_timeout)
+                    .map_or(0, |t| t.as_secs());
+                format!(
+                    "no {platform} VM slot became free within the allocation timeout of \
+                     {timeout}s (allocation-timeout in host-config): the platform runs its \
+                     max-instances VMs; run the build again later, or ask a cluster admin to \
+                     raise max-instances or the timeout"
+                )
+            }
             QueueReason::PoolFull => {
                 if let Outlook::Down(hosts) = self.outlook_of(key) {
                     let waited = self

@@ -1,0 +1,452 @@
+//! Scenario tests of cloud VMs, one per rule of contract §6.
+
+use super::tests::{Command, Feed, T0, at, candidate, config_with, key, present, start_core};
+use super::*;
+use crate::cloud::{CloudInstance, InstanceId, InstanceState, parse_taskrun_id};
+use crate::time::from_unix_seconds;
+
+const ARM: &str = "linux/arm64";
+
+fn arm() -> Platform {
+    Platform::parse(ARM).unwrap()
+}
+
+fn dynamic_config(max: &str) -> PoolConfig {
+    config_with(
+        &[],
+        &[
+            ("dynamic-platforms", ARM),
+            ("instance-tag", "prod-arm64"),
+            ("dynamic.linux-arm64.type", "aws"),
+            ("dynamic.linux-arm64.region", "us-east-1"),
+            ("dynamic.linux-arm64.ami", "ami-1"),
+            ("dynamic.linux-arm64.instance-type", "m6g.large"),
+            ("dynamic.linux-arm64.key-name", "kp"),
+            ("dynamic.linux-arm64.aws-secret", "aws-account"),
+            ("dynamic.linux-arm64.ssh-secret", "aws-ssh"),
+            ("dynamic.linux-arm64.max-instances", max),
+            ("dynamic.linux-arm64.allocation-timeout", "300"),
+        ],
+    )
+}
+
+fn id(n: u32) -> InstanceId {
+    InstanceId::parse(&format!("i-{n:017x}")).unwrap()
+}
+
+fn instance(n: u32, taskrun: &str, launched_secs: i64) -> CloudInstance {
+    CloudInstance {
+        id: id(n),
+        state: InstanceState::Running,
+        instance_type: "m6g.large".into(),
+        taskrun: parse_taskrun_id(&format!("tenant:{taskrun}")),
+        launched: from_unix_seconds(launched_secs),
+    }
+}
+
+/// A core with the dynamic platform listed (empty) once.
+fn listed(max: &str) -> Core {
+    let (mut core, _) = start_core(
+        CoreSettings::default(),
+        present(dynamic_config(max)),
+        Vec::new(),
+        T0,
+    );
+    core.feed(Input::CloudListing(arm(), Vec::new()), T0);
+    core
+}
+
+fn launches(out: &[Command]) -> Vec<LaunchOrder> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Launch(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn vm_orders(out: &[Command]) -> Vec<VmOrder> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::ProvisionVm(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn releases(out: &[Command]) -> Vec<VmReleaseOrder> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::ReleaseVm(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fail_message(out: &[Command]) -> Option<String> {
+    out.iter().find_map(|c| match c {
+        Command::Fail(o) => Some(o.message.clone()),
+        _ => None,
+    })
+}
+
+fn finished(mut obs: Observed) -> Observed {
+    obs.finished = true;
+    obs
+}
+
+/// Launches `name` and answers its launch with instance `n`.
+fn launched(core: &mut Core, name: &str, n: u32) -> Vec<Command> {
+    core.feed(Input::Observed(candidate(name, ARM, 0)), T0);
+    core.feed(
+        Input::Report(key(name), Report::Launched(id(n))),
+        T0 + 1_000,
+    )
+}
+
+#[test]
+fn a_taskrun_gets_a_vm_launched_prepared_and_terminated() {
+    let mut core = listed("2");
+    let out = core.feed(Input::Observed(candidate("b1", ARM, 0)), T0);
+    let [launch] = &launches(&out)[..] else {
+        panic!("one launch: {out:?}");
+    };
+    assert_eq!(launch.attempt, 1);
+    assert!(launch.spec.client_token.starts_with("mpc-uidb1-"));
+    assert!(
+        launch
+            .spec
+            .tags
+            .contains(&("taskRunID".into(), "tenant:b1".into()))
+    );
+    let out = core.feed(
+        Input::Report(key("b1"), Report::Launched(id(1))),
+        T0 + 1_000,
+    );
+    let [vm] = &vm_orders(&out)[..] else {
+        panic!("provision the VM: {out:?}");
+    };
+    assert_eq!(vm.instance, id(1));
+    assert_eq!(
+        vm.user.as_str(),
+        UserName::for_taskrun("b1", "tenant").as_str()
+    );
+    // allocation-timeout: 300 s from the slot.
+    assert_eq!(vm.deadline, at(T0 + 300_000));
+    let out = core.feed(Input::Report(key("b1"), Report::Provisioned), T0 + 60_000);
+    assert!(out.iter().any(|c| matches!(
+        c,
+        Command::Metric(Metric::AllocationTime { took, .. }) if *took == std::time::Duration::from_secs(60)
+    )));
+    assert_eq!(core.gauges().platforms[ARM].running, 1);
+    assert_eq!(core.gauges().platforms[ARM].pool_size, 2);
+
+    let out = core.feed(
+        Input::Observed(finished(candidate("b1", ARM, 0))),
+        T0 + 90_000,
+    );
+    let [release] = &releases(&out)[..] else {
+        panic!("terminate: {out:?}");
+    };
+    assert_eq!(release.instance, Some(id(1)));
+    assert_eq!(
+        release.target.as_ref().map(|t| t.region.as_str()),
+        Some("us-east-1")
+    );
+    let out = core.feed(Input::Report(key("b1"), Report::Released), T0 + 91_000);
+    assert!(
+        out.iter()
+            .any(|c| matches!(c, Command::Metric(Metric::Termination { .. })))
+    );
+    assert_eq!(core.gauges().platforms[ARM].running, 0);
+}
+
+#[test]
+fn nothing_is_launched_before_the_first_listing_and_untracked_instances_count() {
+    let (mut core, _) = start_core(
+        CoreSettings::default(),
+        present(dynamic_config("2")),
+        Vec::new(),
+        T0,
+    );
+    let out = core.feed(Input::Observed(candidate("b1", ARM, 0)), T0);
+    assert!(launches(&out).is_empty(), "{out:?}");
+    assert!(out.iter().any(|c| matches!(c, Command::Wait(_))));
+    core.feed(Input::Report(key("b1"), Report::Done), T0);
+    core.feed(Input::Observed(candidate("b2", ARM, 1)), T0);
+    core.feed(Input::Report(key("b2"), Report::Done), T0);
+    // One instance runs for a TaskRun nobody tracks (a crash's leftover, young).
+    let out = core.feed(
+        Input::CloudListing(arm(), vec![instance(9, "gone", T0 / 1000)]),
+        T0 + 1_000,
+    );
+    let granted: Vec<String> = launches(&out)
+        .iter()
+        .map(|l| l.taskrun.key.name.clone())
+        .collect();
+    assert_eq!(granted, ["b1"], "only one slot is free");
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::Terminate(_))),
+        "too young to sweep"
+    );
+    // Past the grace period it is swept; the next listing no longer shows it.
+    let later = T0 + 400_000;
+    let out = core.feed(
+        Input::CloudListing(arm(), vec![instance(9, "gone", T0 / 1000)]),
+        later,
+    );
+    assert!(out.contains(&Command::Terminate(vec![id(9)])), "{out:?}");
+    let out = core.feed(Input::CloudListing(arm(), Vec::new()), later + 1_000);
+    let granted: Vec<String> = launches(&out)
+        .iter()
+        .map(|l| l.taskrun.key.name.clone())
+        .collect();
+    assert_eq!(granted, ["b2"]);
+}
+
+#[test]
+fn at_the_limit_taskruns_wait_fifo_and_a_terminated_vm_hands_its_slot_on() {
+    let mut core = listed("1");
+    launched(&mut core, "first", 1);
+    let out = core.feed(Input::Observed(candidate("late", ARM, 9)), T0);
+    assert!(out.iter().any(|c| matches!(c, Command::Wait(_))));
+    core.feed(Input::Report(key("late"), Report::Done), T0);
+    let out = core.feed(Input::Observed(candidate("early", ARM, 5)), T0);
+    let waiting = out.iter().find_map(|c| match c {
+        Command::Event(e) if e.reason == EventReason::Waiting => Some(e.note.clone()),
+        _ => None,
+    });
+    assert!(
+        waiting
+            .as_deref()
+            .is_some_and(|n| n.contains("maximum of 1 instances")),
+        "{waiting:?}"
+    );
+    core.feed(Input::Report(key("early"), Report::Done), T0);
+    core.feed(Input::Observed(finished(candidate("first", ARM, 0))), T0);
+    // Its provisioning was in flight: once it reports, the VM is terminated.
+    let out = core.feed(Input::Report(key("first"), Report::Provisioned), T0);
+    assert_eq!(releases(&out).len(), 1, "{out:?}");
+    assert!(
+        launches(&out).is_empty(),
+        "the slot is taken until the VM is gone"
+    );
+    let out = core.feed(Input::Report(key("first"), Report::Released), T0);
+    let granted: Vec<String> = launches(&out)
+        .iter()
+        .map(|l| l.taskrun.key.name.clone())
+        .collect();
+    assert_eq!(granted, ["early"], "the oldest waiter gets the slot");
+}
+
+#[test]
+fn launches_that_fail_for_capacity_are_retried_then_fail_naming_the_code() {
+    let mut core = listed("2");
+    core.feed(Input::Observed(candidate("b", ARM, 0)), T0);
+    let capacity = || {
+        Report::LaunchFailed(LaunchFailure {
+            code: "InsufficientInstanceCapacity".into(),
+            message: "no m6g.large capacity in us-east-1a".into(),
+            retryable: true,
+        })
+    };
+    let mut now = T0;
+    let mut tokens = Vec::new();
+    for attempt in 1..MAX_LAUNCH_ATTEMPTS {
+        let out = core.feed(Input::Report(key("b"), capacity()), now);
+        assert!(launches(&out).is_empty(), "retried after a backoff");
+        now = core.next_deadline().unwrap().as_millisecond();
+        let out = core.feed(Input::Tick, now);
+        let [launch] = &launches(&out)[..] else {
+            panic!("attempt {}: {out:?}", attempt + 1);
+        };
+        assert_eq!(launch.attempt, attempt + 1);
+        tokens.push(launch.spec.client_token.clone());
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 2, "each attempt has its own client token");
+    let out = core.feed(Input::Report(key("b"), capacity()), now);
+    // No instance to terminate; marks go, then the error Secret.
+    let [release] = &releases(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(release.instance, None);
+    let out = core.feed(Input::Report(key("b"), Report::Released), now);
+    let message = fail_message(&out).expect("error Secret");
+    for part in [
+        "no linux/arm64 VM could be launched",
+        "m6g.large",
+        "3 time(s)",
+        "InsufficientInstanceCapacity",
+        "run the build again later",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert_eq!(
+        core.gauges().platforms[ARM].running,
+        0,
+        "the slot is free again"
+    );
+}
+
+#[test]
+fn a_launch_refused_for_good_fails_at_once() {
+    let mut core = listed("2");
+    core.feed(Input::Observed(candidate("b", ARM, 0)), T0);
+    core.feed(
+        Input::Report(
+            key("b"),
+            Report::LaunchFailed(LaunchFailure {
+                code: "InvalidAMIID.NotFound".into(),
+                message: "The image id '[ami-1]' does not exist".into(),
+                retryable: false,
+            }),
+        ),
+        T0,
+    );
+    let out = core.feed(Input::Report(key("b"), Report::Released), T0);
+    let message = fail_message(&out).expect("error Secret");
+    assert!(message.contains("1 time(s)") && message.contains("InvalidAMIID.NotFound"));
+    assert!(message.contains("a cluster admin must fix the platform's settings"));
+}
+
+#[test]
+fn a_vm_that_cannot_be_prepared_is_terminated_before_the_error_secret() {
+    let mut core = listed("2");
+    launched(&mut core, "b", 1);
+    let out = core.feed(
+        Input::Report(
+            key("b"),
+            Report::ProvisionFailed(HostFailure {
+                kind: HostFailureKind::Unreachable,
+                message: "no address within the allocation timeout of 300s".into(),
+            }),
+        ),
+        T0 + 300_000,
+    );
+    assert!(fail_message(&out).is_none(), "terminate first");
+    let [release] = &releases(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(release.instance, Some(id(1)));
+    let out = core.feed(Input::Report(key("b"), Report::Released), T0 + 301_000);
+    let message = fail_message(&out).expect("error Secret");
+    assert!(
+        message.contains("instance i-00000000000000001"),
+        "{message}"
+    );
+    assert!(message.contains("allocation timeout"), "{message}");
+}
+
+#[test]
+fn termination_is_retried_and_the_slot_stays_taken_until_it_succeeds() {
+    let mut core = listed("1");
+    launched(&mut core, "b", 1);
+    core.feed(Input::Report(key("b"), Report::Provisioned), T0);
+    core.feed(Input::Observed(finished(candidate("b", ARM, 0))), T0);
+    core.feed(Input::Observed(candidate("next", ARM, 1)), T0);
+    core.feed(Input::Report(key("next"), Report::Done), T0);
+    let out = core.feed(
+        Input::Report(
+            key("b"),
+            Report::CleanupFailed(HostFailure {
+                kind: HostFailureKind::Unreachable,
+                message: "RequestLimitExceeded".into(),
+            }),
+        ),
+        T0,
+    );
+    assert!(launches(&out).is_empty(), "{out:?}");
+    let retry = core.next_deadline().unwrap().as_millisecond();
+    let out = core.feed(Input::Tick, retry);
+    assert_eq!(releases(&out).len(), 1, "terminated again");
+    let out = core.feed(Input::Report(key("b"), Report::Released), retry);
+    assert_eq!(launches(&out).len(), 1, "now the waiter launches");
+}
+
+#[test]
+fn a_restart_resumes_every_vm_and_counts_its_slot_first() {
+    let mut booting = candidate("booting", ARM, 0);
+    booting.cloud = true;
+    booting.finalizer = true;
+    booting.instance = Some(id(1));
+    let mut launching = candidate("launching", ARM, 1);
+    launching.cloud = true;
+    launching.finalizer = true;
+    launching.launch_attempt = 2;
+    let mut done = candidate("done", ARM, 2);
+    done.cloud = true;
+    done.finalizer = true;
+    done.instance = Some(id(3));
+    done.finished = true;
+    let newcomer = candidate("newcomer", ARM, 3);
+    let (mut core, out) = start_core(
+        CoreSettings::default(),
+        present(dynamic_config("2")),
+        vec![booting, launching, done, newcomer],
+        T0,
+    );
+    assert_eq!(vm_orders(&out).len(), 1, "{out:?}");
+    let [launch] = &launches(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(launch.attempt, 2, "the same attempt: the same client token");
+    assert_eq!(
+        releases(&out)
+            .iter()
+            .map(|r| r.instance.clone())
+            .collect::<Vec<_>>(),
+        [Some(id(3))]
+    );
+    // Three slots are taken by the restored TaskRuns (limit 2): the newcomer waits,
+    // even after the listing.
+    let listing = vec![
+        instance(1, "booting", T0 / 1000),
+        instance(2, "launching", T0 / 1000),
+        instance(3, "done", T0 / 1000),
+    ];
+    let out = core.feed(Input::CloudListing(arm(), listing), T0 + 1_000);
+    assert!(launches(&out).is_empty(), "{out:?}");
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::Terminate(_))),
+        "all are claimed"
+    );
+}
+
+#[test]
+fn a_taskrun_that_finishes_while_its_launch_is_in_flight_gets_its_vm_terminated() {
+    let mut core = listed("2");
+    core.feed(Input::Observed(candidate("b", ARM, 0)), T0);
+    core.feed(Input::Observed(finished(candidate("b", ARM, 0))), T0);
+    let out = core.feed(Input::Report(key("b"), Report::Launched(id(7))), T0);
+    let [release] = &releases(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(release.instance, Some(id(7)));
+}
+
+#[test]
+fn windows_macos_and_pool_platforms_get_an_error_secret_that_says_so() {
+    let mut data: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for (platform, list) in [
+        ("windows/amd64", "dynamic-platforms"),
+        ("linux/ppc64le", "dynamic-pool-platforms"),
+    ] {
+        data.insert(list.into(), platform.into());
+        let label = platform.replace('/', "-");
+        for (k, v) in [("type", "aws"), ("max-instances", "2"), ("ssh-secret", "s")] {
+            data.insert(format!("dynamic.{label}.{k}"), v.into());
+        }
+    }
+    let config = crate::config::parse(&data);
+    let (mut core, _) = start_core(CoreSettings::default(), present(config), Vec::new(), T0);
+    let out = core.feed(Input::Observed(candidate("w", "windows/amd64", 0)), T0);
+    let message = fail_message(&out).expect("error Secret");
+    assert!(
+        message.contains("Windows and macOS VMs are not supported"),
+        "{message}"
+    );
+    let out = core.feed(Input::Observed(candidate("p", "linux/ppc64le", 0)), T0);
+    let message = fail_message(&out).expect("error Secret");
+    assert!(message.contains("dynamic pools of shared VMs"), "{message}");
+}
