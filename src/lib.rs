@@ -7,6 +7,7 @@
 //! ([`cluster`]) and build hosts over SSH ([`remote`]). See "How it works" in the
 //! README and `docs/contract.md` for the behaviour.
 
+pub mod cloud;
 pub mod cluster;
 pub mod controller;
 pub mod doctor;

@@ -46,6 +46,11 @@ pub struct Metrics {
     host_up: GaugeVec,
     reaped_users: IntCounterVec,
     host_cleanup_failures: IntCounterVec,
+    cloud_instances: IntGaugeVec,
+    cloud_launches: IntCounterVec,
+    cloud_launch_failures: IntCounterVec,
+    cloud_terminations: IntCounterVec,
+    cloud_swept: IntCounterVec,
     /// Label sets set by the last gauge snapshot, to reset those that disappear.
     last_gauges: Mutex<GaugeLabels>,
 }
@@ -55,6 +60,7 @@ pub struct Metrics {
 struct GaugeLabels {
     platforms: BTreeSet<String>,
     hosts: BTreeSet<(String, String)>,
+    instances: BTreeSet<(String, String)>,
 }
 
 /// A metric could not be registered (a programming error: names are fixed).
@@ -177,6 +183,39 @@ impl Metrics {
                 ),
                 &["host"],
             )?,
+            cloud_instances: IntGaugeVec::new(
+                opts(
+                    "cloud_instances",
+                    "Instances of a dynamic platform per state, as the latest cloud listing \
+                     shows them (every instance with the platform's tags)",
+                ),
+                &["platform", "state"],
+            )?,
+            cloud_launches: IntCounterVec::new(
+                opts("cloud_launches", "Cloud instances launched for TaskRuns"),
+                per_platform,
+            )?,
+            cloud_launch_failures: IntCounterVec::new(
+                opts(
+                    "cloud_launch_failures",
+                    "Failed launches of cloud instances, by the cloud's error code",
+                ),
+                &["platform", "code"],
+            )?,
+            cloud_terminations: IntCounterVec::new(
+                opts(
+                    "cloud_terminations",
+                    "Cloud instances of TaskRuns terminated (the cloud confirmed)",
+                ),
+                per_platform,
+            )?,
+            cloud_swept: IntCounterVec::new(
+                opts(
+                    "cloud_swept_instances",
+                    "Cloud instances no TaskRun owns that the sweep asked to terminate",
+                ),
+                per_platform,
+            )?,
             last_gauges: Mutex::new(Default::default()),
         };
         metrics.register_all()?;
@@ -184,7 +223,7 @@ impl Metrics {
     }
 
     fn register_all(&self) -> Result<(), MetricsError> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(self.allocation_time.clone()),
             Box::new(self.wait_time.clone()),
             Box::new(self.task_run_time.clone()),
@@ -200,6 +239,11 @@ impl Metrics {
             Box::new(self.host_up.clone()),
             Box::new(self.reaped_users.clone()),
             Box::new(self.host_cleanup_failures.clone()),
+            Box::new(self.cloud_instances.clone()),
+            Box::new(self.cloud_launches.clone()),
+            Box::new(self.cloud_launch_failures.clone()),
+            Box::new(self.cloud_terminations.clone()),
+            Box::new(self.cloud_swept.clone()),
         ];
         for collector in collectors {
             self.registry.register(collector)?;
@@ -238,6 +282,22 @@ impl Metrics {
                 .task_run_time
                 .with_label_values(&[platform.as_str()])
                 .observe(took.as_secs_f64()),
+            Metric::Launch { platform } => self
+                .cloud_launches
+                .with_label_values(&[platform.as_str()])
+                .inc(),
+            Metric::LaunchFailure { platform, code } => self
+                .cloud_launch_failures
+                .with_label_values(&[platform.as_str(), code.as_str()])
+                .inc(),
+            Metric::Termination { platform } => self
+                .cloud_terminations
+                .with_label_values(&[platform.as_str()])
+                .inc(),
+            Metric::Swept { platform, count } => self
+                .cloud_swept
+                .with_label_values(&[platform.as_str()])
+                .inc_by(u64::try_from(*count).unwrap_or(u64::MAX)),
         }
     }
 
@@ -260,7 +320,31 @@ impl Metrics {
             .last_gauges
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let GaugeLabels { platforms, hosts } = &mut *last;
+        let GaugeLabels {
+            platforms,
+            hosts,
+            instances,
+        } = &mut *last;
+        for (platform, state) in instances.iter() {
+            let now = gauges
+                .instances
+                .get(platform)
+                .and_then(|states| states.get(state));
+            if now.is_none() {
+                self.cloud_instances
+                    .with_label_values(&[platform.as_str(), state.as_str()])
+                    .set(0);
+            }
+        }
+        instances.clear();
+        for (platform, states) in &gauges.instances {
+            for (state, n) in states {
+                self.cloud_instances
+                    .with_label_values(&[platform.as_str(), state.as_str()])
+                    .set(count(*n));
+                instances.insert((platform.clone(), state.clone()));
+            }
+        }
         for platform in platforms.iter() {
             if !gauges.platforms.contains_key(platform) {
                 for gauge in [&self.pool_size, &self.running_tasks, &self.waiting_tasks] {

@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::targets::{AdminKeys, TargetError, target};
+use crate::cloud::CloudClients;
 use crate::cluster::io::{ClusterError, ClusterWriter};
 use crate::metrics::Metrics;
 use crate::remote::{
@@ -41,10 +42,15 @@ pub struct Executor {
     pub known_hosts: Arc<dyn KnownHosts>,
     /// Metrics (host-level counters).
     pub metrics: Arc<Metrics>,
+    /// EC2 clients of the cloud platforms.
+    pub cloud: CloudClients,
+    /// Host keys of cloud VMs, trusted on first contact for the VM's life (a VM is new
+    /// to everyone; its key then goes into the build's Secret).
+    pub vm_known_hosts: Arc<dyn KnownHosts>,
 }
 
 /// A Kubernetes failure as a report: a vanished TaskRun, or retry later.
-fn api_report(err: ClusterError) -> Report {
+pub(super) fn api_report(err: ClusterError) -> Report {
     match err {
         ClusterError::Gone(_) => Report::Gone,
         ClusterError::Api(e) => Report::ApiError(e.to_string()),
@@ -70,7 +76,7 @@ pub fn failure_kind(err: &RemoteError) -> HostFailureKind {
     }
 }
 
-fn owner(order: &TaskRunOrder) -> SecretOwner {
+pub(super) fn owner(order: &TaskRunOrder) -> SecretOwner {
     SecretOwner {
         namespace: order.key.namespace.clone(),
         name: order.key.name.clone(),
@@ -91,6 +97,9 @@ impl Executor {
             Work::ServeLocal(o) => self.serve_local(&o).await,
             Work::Fail(o) => self.fail(&o).await,
             Work::Release(o) => self.release(&o).await,
+            Work::Launch(o) => self.launch(&o).await,
+            Work::ProvisionVm(o) => self.provision_vm(&o).await,
+            Work::ReleaseVm(o) => self.release_vm(&o).await,
         }
     }
 
@@ -321,7 +330,7 @@ fn issued_key_fingerprint(secret: &Secret) -> Option<String> {
 }
 
 /// Whether `secret` already gives the build its login `user@address`.
-fn grants(secret: &Secret, login: &str) -> bool {
+pub(super) fn grants(secret: &Secret, login: &str) -> bool {
     let Some(data) = &secret.data else {
         return false;
     };
@@ -330,7 +339,7 @@ fn grants(secret: &Secret, login: &str) -> bool {
 }
 
 /// The `known_hosts` line for the Secret: `[address]:port` form for a port other than 22.
-fn known_hosts_entry(address: &str, port: u16, key: &russh::keys::PublicKey) -> String {
+pub(super) fn known_hosts_entry(address: &str, port: u16, key: &russh::keys::PublicKey) -> String {
     if port == 22 {
         remote::known_hosts_line(address, key)
     } else {

@@ -7,11 +7,13 @@
 //! - [`targets`], [`known_hosts`]: admin keys and host-key checking.
 //! - [`leader`]: leader election on a Lease.
 
+mod cloud_watch;
 pub mod executor;
 pub mod known_hosts;
 pub mod leader;
 pub mod probing;
 pub mod runner;
 pub mod targets;
+mod vm;
 
 pub use runner::{RunSettings, run};

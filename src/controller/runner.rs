@@ -23,17 +23,20 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{error, info, warn};
 
+use super::cloud_watch::{self, CloudNews, watch_clouds};
 use super::executor::Executor;
 use super::known_hosts::ConfigMapKnownHosts;
 use super::leader::{LeaderElection, Leadership};
 use super::probing::{Directory, HostCare, HostNews};
 use super::targets::AdminKeys;
+use crate::cloud::CloudClients;
 use crate::cluster::TaskRunObject;
 use crate::cluster::io::ClusterWriter;
 use crate::metrics::Metrics;
 use crate::remote::{self, KnownHosts, SshPool};
 use crate::server::Health;
 use mpc_core::allocation::TaskRunKey;
+use mpc_core::cloud::CloudTarget;
 use mpc_core::config::{self, HostName, Severity};
 use mpc_core::machine::{
     ConfigInput, Core, CoreSettings, Effect, EventOrder, Input, Observed, Report,
@@ -65,6 +68,12 @@ pub struct RunSettings {
     pub instance: String,
     /// Watch TaskRuns of this namespace only (tests sharing a cluster); `None`: all.
     pub taskrun_namespace: Option<String>,
+    /// The EC2 endpoint for every cloud platform; `None`: `AWS_ENDPOINT_URL_EC2`,
+    /// `AWS_ENDPOINT_URL`, or the region's public endpoint, as the AWS SDK resolves it.
+    pub ec2_endpoint: Option<String>,
+    /// Time between listings of the cloud platforms' instances (the leaked-VM sweep
+    /// and the count of instances no TaskRun owns).
+    pub cloud_list_interval: Duration,
 }
 
 impl RunSettings {
@@ -84,6 +93,8 @@ impl RunSettings {
             max_parallel_operations: 64,
             instance: "multi-platform-controller".to_owned(),
             taskrun_namespace: None,
+            ec2_endpoint: None,
+            cloud_list_interval: Duration::from_secs(60),
         }
     }
 }
@@ -154,6 +165,7 @@ pub async fn run(
                 }
             }
             Some(news) = runner.news_rx.recv() => runner.on_host_news(news),
+            Some(news) = runner.cloud_rx.recv() => runner.on_cloud_news(news),
             () = sleep => runner.feed(Input::Tick),
             _ = runner.gauge_tick.tick() => runner.refresh(),
             _ = runner.reap_tick.tick() => runner.reap_healthy_hosts(),
@@ -189,6 +201,9 @@ struct Runner {
     care: HostCare,
     directory: watch::Sender<Arc<Directory>>,
     news_rx: mpsc::Receiver<HostNews>,
+    clouds: CloudClients,
+    cloud_targets: watch::Sender<Arc<Vec<CloudTarget>>>,
+    cloud_rx: mpsc::Receiver<CloudNews>,
     jobs: JoinSet<(TaskRunKey, Report)>,
     side_jobs: JoinSet<()>,
     probes: HashMap<HostName, AbortHandle>,
@@ -258,12 +273,23 @@ impl Runner {
         let ssh = SshPool::new(settings.ssh.clone());
         let (directory, directory_rx) = watch::channel(Arc::new(Directory::default()));
         let (news_tx, news_rx) = mpsc::channel(256);
+        let clouds = CloudClients::new(secrets.clone(), &ns, settings.ec2_endpoint.clone());
+        let (cloud_targets, targets_rx) = watch::channel(Arc::new(Vec::new()));
+        let (cloud_tx, cloud_rx) = mpsc::channel(64);
+        side_jobs.spawn(watch_clouds(
+            clouds.clone(),
+            targets_rx,
+            cloud_tx,
+            settings.cloud_list_interval,
+        ));
         let executor = Executor {
             writer: ClusterWriter::new(client.clone()),
             ssh: ssh.clone(),
             admin_keys: admin_keys.clone(),
             known_hosts: Arc::clone(&known_hosts),
             metrics: Arc::clone(&metrics),
+            cloud: clouds.clone(),
+            vm_known_hosts: Arc::new(remote::MemoryKnownHosts::default()),
         };
         let care = HostCare {
             ssh,
@@ -305,6 +331,9 @@ impl Runner {
             care,
             directory,
             news_rx,
+            clouds,
+            cloud_targets,
+            cloud_rx,
             jobs: JoinSet::new(),
             side_jobs,
             probes: HashMap::new(),
@@ -551,6 +580,29 @@ impl Runner {
             checking: core.host_key_checking(),
         };
         self.directory.send_replace(Arc::new(directory));
+        let targets: Vec<CloudTarget> = core.cloud_targets().cloned().collect();
+        if **self.cloud_targets.borrow() != targets {
+            self.cloud_targets.send_replace(Arc::new(targets));
+        }
+    }
+
+    fn on_cloud_news(&mut self, news: CloudNews) {
+        match news {
+            CloudNews::Listed(platform, instances) => {
+                self.feed(Input::CloudListing(platform, instances));
+            }
+            CloudNews::Unavailable(platform, why) => {
+                if let Some(reference) = self.config_ref.clone() {
+                    self.publish_event(
+                        reference,
+                        EventType::Warning,
+                        "CloudUnavailable",
+                        format!("the instances of platform {platform} cannot be listed: {why}"),
+                    );
+                }
+                self.feed(Input::CloudUnavailable(platform));
+            }
+        }
     }
 
     // ----- commands -----
@@ -593,6 +645,32 @@ impl Runner {
                         }
                     }
                     self.start_probe(host);
+                }
+                Effect::Terminate { target, instances } => {
+                    let names: Vec<&str> = instances.iter().map(|(i, _)| i.as_str()).collect();
+                    warn!(platform = %target.platform, instances = ?names,
+                          "sweeping instances no TaskRun owns");
+                    if let Some(reference) = self.config_ref.clone() {
+                        let why: Vec<String> = instances
+                            .iter()
+                            .map(|(i, why)| format!("{i}: {why}"))
+                            .collect();
+                        self.publish_event(
+                            reference,
+                            EventType::Warning,
+                            "LeakedInstancesTerminated",
+                            format!(
+                                "terminating instances of platform {} that no TaskRun owns: {}",
+                                target.platform,
+                                why.join("; ")
+                            ),
+                        );
+                    }
+                    self.side_jobs.spawn(cloud_watch::sweep(
+                        self.clouds.clone(),
+                        target,
+                        instances,
+                    ));
                 }
             }
         }

@@ -70,13 +70,18 @@ impl AdminKeys {
 
     /// The admin key of `host`.
     pub fn key_for(&self, host: &Host) -> Result<AdminKey, TargetError> {
-        let name = &host.secret;
+        self.key_in(&host.secret, host.name.as_str())
+    }
+
+    /// The key under `id_rsa` in Secret `name`, the admin key of `owner` (a host, or a
+    /// cloud platform's VMs).
+    pub fn key_in(&self, name: &str, owner: &str) -> Result<AdminKey, TargetError> {
         let secret = self
             .store
             .get(&ObjectRef::new(name).within(&self.namespace))
             .ok_or_else(|| TargetError::MissingSecret {
-                host: host.name.to_string(),
-                secret: name.clone(),
+                host: owner.to_owned(),
+                secret: name.to_owned(),
                 namespace: self.namespace.clone(),
             })?;
         let version = secret.resource_version().unwrap_or_default();
@@ -90,8 +95,8 @@ impl AdminKeys {
             return Ok(key.clone());
         }
         let bad = |problem: String| TargetError::BadKey {
-            host: host.name.to_string(),
-            secret: name.clone(),
+            host: owner.to_owned(),
+            secret: name.to_owned(),
             problem,
         };
         let bytes = secret
@@ -104,7 +109,7 @@ impl AdminKeys {
                 "does not hold a usable private key under `id_rsa`: {e}"
             ))
         })?;
-        parsed.insert(name.clone(), (version, key.clone()));
+        parsed.insert(name.to_owned(), (version, key.clone()));
         Ok(key)
     }
 }
