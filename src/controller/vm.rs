@@ -53,6 +53,7 @@ impl Executor {
                     code: "CredentialsSecret".to_owned(),
                     message: e.to_string(),
                     retryable: false,
+                    ambiguous: false,
                 });
             }
         };
@@ -66,6 +67,10 @@ impl Executor {
                     code: e.label(),
                     message: format!("{}; {}", e.message(), e.advice()),
                     retryable: e.retryable(),
+                    ambiguous: matches!(
+                        e.kind(),
+                        mpc_ec2::ErrorKind::Server | mpc_ec2::ErrorKind::Transport
+                    ),
                 });
             }
         };
@@ -74,6 +79,7 @@ impl Executor {
                 code: "InvalidInstanceId".to_owned(),
                 message: format!("EC2 answered with {launched:?}, which is not an instance id"),
                 retryable: false,
+                ambiguous: false,
             });
         };
         step!(

@@ -330,15 +330,20 @@ impl Core {
         let Some(run) = self.runs.get_mut(key) else {
             return;
         };
-        let attempt = run.launch_attempt;
-        let again = failure.retryable && attempt < MAX_LAUNCH_ATTEMPTS && !run.finished;
+        run.launch_tries += 1;
+        let tries = run.launch_tries;
+        let again = failure.retryable && tries < MAX_LAUNCH_ATTEMPTS && !run.finished;
         let note = format!(
-            "launching a {instance_type} instance for platform {platform} failed (attempt \
-             {attempt} of {MAX_LAUNCH_ATTEMPTS}): {}: {}",
+            "launching a {instance_type} instance for platform {platform} failed (try \
+             {tries} of {MAX_LAUNCH_ATTEMPTS}): {}: {}",
             failure.code, failure.message
         );
         if again {
-            run.launch_attempt += 1;
+            if !failure.ambiguous {
+                // EC2 refused: no instance exists for this token; the next try is a new
+                // launch with a token of its own.
+                run.launch_attempt += 1;
+            }
             run.attempts += 1;
             let at = after(now, backoff(&self.settings, run.attempts));
             run.timer = Some(at);
@@ -361,7 +366,7 @@ impl Core {
         };
         let message = format!(
             "no {platform} VM could be launched: EC2 refused a {instance_type} instance \
-             {attempt} time(s), last with {}: {}. {what_to_do}",
+             {tries} time(s), last with {}: {}. {what_to_do}",
             failure.code, failure.message
         );
         // Nothing was launched: free the slot now; the error Secret follows.

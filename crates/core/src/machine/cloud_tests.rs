@@ -248,6 +248,7 @@ fn launches_that_fail_for_capacity_are_retried_then_fail_naming_the_code() {
             code: "InsufficientInstanceCapacity".into(),
             message: "no m6g.large capacity in us-east-1a".into(),
             retryable: true,
+            ambiguous: false,
         })
     };
     let mut now = T0;
@@ -290,6 +291,35 @@ fn launches_that_fail_for_capacity_are_retried_then_fail_naming_the_code() {
 }
 
 #[test]
+fn a_launch_without_an_answer_is_tried_again_with_the_same_client_token() {
+    let mut core = listed("2");
+    let out = core.feed(Input::Observed(candidate("b", ARM, 0)), T0);
+    let first = launches(&out)[0].spec.client_token.clone();
+    core.feed(
+        Input::Report(
+            key("b"),
+            Report::LaunchFailed(LaunchFailure {
+                code: "Transport".into(),
+                message: "connection reset".into(),
+                retryable: true,
+                ambiguous: true,
+            }),
+        ),
+        T0,
+    );
+    let retry = core.next_deadline().unwrap().as_millisecond();
+    let out = core.feed(Input::Tick, retry);
+    let [again] = &launches(&out)[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        again.spec.client_token, first,
+        "it may have launched: same token"
+    );
+    assert_eq!(again.attempt, 1);
+}
+
+#[test]
 fn a_launch_refused_for_good_fails_at_once() {
     let mut core = listed("2");
     core.feed(Input::Observed(candidate("b", ARM, 0)), T0);
@@ -300,6 +330,7 @@ fn a_launch_refused_for_good_fails_at_once() {
                 code: "InvalidAMIID.NotFound".into(),
                 message: "The image id '[ami-1]' does not exist".into(),
                 retryable: false,
+                ambiguous: false,
             }),
         ),
         T0,

@@ -83,6 +83,10 @@ pub struct LaunchFailure {
     pub message: String,
     /// Whether trying again may help (capacity, throttling, server errors).
     pub retryable: bool,
+    /// Whether the request may have started an instance all the same (a server error,
+    /// no answer): the next try sends the same client token, so it finds that instance
+    /// instead of starting a second one.
+    pub ambiguous: bool,
 }
 
 /// What went wrong on a host.

@@ -118,6 +118,8 @@ pub(crate) struct Run {
     pub instance: Option<InstanceId>,
     /// Which launch attempt its VM is; a new attempt gets a new client token.
     pub launch_attempt: u32,
+    /// Launches tried (by this controller), whatever their client token.
+    pub launch_tries: u32,
     /// The down hosts its last Warning Event named, so it is not repeated.
     pub warned_down: BTreeSet<HostName>,
 }
@@ -145,6 +147,7 @@ impl Run {
             down_since: None,
             instance: None,
             launch_attempt: 1,
+            launch_tries: 0,
             warned_down: BTreeSet::new(),
         };
         run.update(obs);
