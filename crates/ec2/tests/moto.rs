@@ -566,3 +566,46 @@ async fn an_invalid_request_is_refused_before_anything_is_sent() {
     assert!(err.to_string().contains("taskRunID"), "{err}");
     assert_eq!(bed.proxy().all_requests().len(), 0);
 }
+
+#[tokio::test]
+async fn a_launch_whose_answer_was_lost_is_found_again_by_its_client_token() {
+    let bed = testbed().await;
+    let impatient = Ec2Client::builder(
+        Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None),
+        REGION,
+    )
+    .endpoint_url(bed.endpoint_url())
+    .operation_timeout(Duration::from_millis(300))
+    .build()
+    .await;
+    let req = request(&bed, "build-6");
+    bed.proxy()
+        .inject(Fault::delay("RunInstances", Duration::from_secs(1)).times(1));
+    let err = impatient.launch(&req).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err}");
+    assert!(err.retryable());
+    // The request went on to EC2 all the same: the instance exists, the answer is lost.
+    bed.proxy()
+        .wait_for_calls(
+            "the slow launch to reach moto",
+            Duration::from_secs(30),
+            |calls| {
+                calls
+                    .iter()
+                    .any(|c| matches!(c.outcome, Outcome::Forwarded { status: 200 }))
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moto_instance_count(&bed).await, 1);
+
+    // The retry with the same token gets that instance instead of a second one.
+    let id = client(&bed).await.launch(&req).await.unwrap();
+    assert_eq!(moto_instance_count(&bed).await, 1);
+    let instance = moto_instance(&bed, &id).await;
+    assert_eq!(instance.client_token(), Some("build-6-uid-0"));
+    assert_eq!(
+        bed.proxy().requests("RunInstances")[1].outcome,
+        Outcome::Replayed
+    );
+}

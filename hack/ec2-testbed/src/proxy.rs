@@ -112,6 +112,8 @@ struct Shared {
     faults: Mutex<Vec<ActiveFault>>,
     next_fault: AtomicU64,
     calls: Mutex<Vec<RecordedCall>>,
+    // Bumped whenever a recorded call changes, for `wait_for_calls`.
+    changed: tokio::sync::watch::Sender<u64>,
     launches: Mutex<HashMap<String, Launch>>,
     // Serialises RunInstances that carry a token, so two concurrent first calls with the
     // same token cannot both reach moto (EC2 guarantees one instance per token).
@@ -159,6 +161,7 @@ impl FaultProxy {
             faults: Mutex::new(Vec::new()),
             next_fault: AtomicU64::new(0),
             calls: Mutex::new(Vec::new()),
+            changed: tokio::sync::watch::channel(0).0,
             launches: Mutex::new(HashMap::new()),
             launch_lock: tokio::sync::Mutex::new(()),
         });
@@ -227,16 +230,48 @@ impl FaultProxy {
     pub fn all_requests(&self) -> Vec<RecordedCall> {
         lock(&self.shared.calls).clone()
     }
+
+    /// Waits until the recorded requests satisfy `check`, at most `timeout`.
+    pub async fn wait_for_calls(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        mut check: impl FnMut(&[RecordedCall]) -> bool,
+    ) -> Result<(), Error> {
+        let mut changed = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if check(&lock(&self.shared.calls)) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Err(Error::Timeout {
+                    what: format!("{what} (requests: {:?})", self.all_requests()),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+        }
+    }
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: try again shortly, without spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(shared.clone(), request));
+            let service = service_fn(move |request| {
+                // Its own task: a request whose client gave up (timeout) still reaches
+                // moto, as a request to EC2 does; only the answer is lost.
+                let handling = tokio::spawn(handle(shared.clone(), request));
+                async move { handling.await.unwrap_or(Err(Close)) }
+            });
             // A connection ends with an error when a fault closes it; that is the point.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -285,10 +320,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         });
         calls.len() - 1
     };
+    shared.changed.send_modify(|n| *n += 1);
     let record = |outcome: Outcome| {
         if let Some(call) = lock(&shared.calls).get_mut(index) {
             call.outcome = outcome;
         }
+        shared.changed.send_modify(|n| *n += 1);
     };
 
     let decision = decide(&mut lock(&shared.faults), &action);
