@@ -15,6 +15,7 @@ install_missing "${BASE_PACKAGES[@]}" \
   /usr/bin/shellcheck=shellcheck \
   /usr/bin/rsync=rsync \
   /usr/bin/kubectl=kubernetes-client
+install_moto
 
 if [ "$(id -u)" -ne 0 ]; then
   export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="sudo -E"

@@ -39,7 +39,43 @@ install_missing() {
   done
   [ "${#missing[@]}" -gt 0 ] || return 0
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  echo "==> installing system packages: ${missing[*]}"
+  apt_install "${missing[@]}"
+}
+
+# apt_install PACKAGE...: installs the packages with apt-get, without questions.
+apt_install() {
+  echo "==> installing system packages: $*"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# moto's server for the EC2 tests (hack/ec2-testbed): a virtualenv holding exactly
+# hack/ec2-testbed/moto-requirements.txt. The testbed looks in the same place
+# (MPC_MOTO_VENV, default /opt/mpc-moto-venv) and checks the copy of the requirements
+# that a finished install leaves there.
+MOTO_VENV=${MPC_MOTO_VENV:-/opt/mpc-moto-venv}
+MOTO_PYTHON=${MPC_MOTO_PYTHON:-/usr/bin/python3}
+MOTO_REQUIREMENTS=hack/ec2-testbed/moto-requirements.txt
+
+# install_moto: (re)creates the virtualenv when it is missing or was installed from
+# other requirements; does nothing otherwise. Needs PyPI (and apt for python3-venv).
+install_moto() {
+  local stamp="$MOTO_VENV/.mpc-requirements"
+  if cmp -s "$MOTO_REQUIREMENTS" "$stamp"; then
+    return 0
+  fi
+  if [ "$MOTO_PYTHON" = /usr/bin/python3 ]; then
+    install_missing /usr/bin/python3=python3
+    # Debian splits venv's pip bootstrap (ensurepip) into python3-venv.
+    if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+      apt_install python3-venv
+    fi
+  fi
+  echo "==> installing moto into $MOTO_VENV (hack/ec2-testbed/moto-requirements.txt)"
+  as_root rm -rf "$MOTO_VENV"
+  as_root "$MOTO_PYTHON" -m venv "$MOTO_VENV"
+  as_root "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    --no-input -r "$MOTO_REQUIREMENTS"
+  # Written last: an interrupted install has no stamp and is redone next time.
+  as_root cp "$MOTO_REQUIREMENTS" "$stamp"
 }
