@@ -89,7 +89,7 @@ impl ClusterWriter {
     async fn edit_finalizers(
         &self,
         key: &TaskRunKey,
-        build: fn(&[String]) -> Option<json_patch::Patch>,
+        build: fn(Option<&[String]>) -> Option<json_patch::Patch>,
     ) -> Result<(), ClusterError> {
         let api = self.taskruns(key);
         let mut last = None;
@@ -98,7 +98,7 @@ impl ClusterWriter {
                 .get(&key.name)
                 .await
                 .map_err(|e| Self::gone_or(key, e))?;
-            let Some(patch) = build(current.finalizers()) else {
+            let Some(patch) = build(current.metadata.finalizers.as_deref()) else {
                 return Ok(());
             };
             let params = PatchParams::default();

@@ -161,6 +161,7 @@ pub async fn run(
             Some(event) = runner.taskrun_events.next() => runner.on_taskrun_event(event),
             Some(done) = runner.jobs.join_next() => {
                 if let Ok((key, report)) = done {
+                    tracing::debug!(taskrun = %key, ?report, "work reported");
                     runner.feed(Input::Report(key, report));
                 }
             }
@@ -621,6 +622,7 @@ impl Runner {
             effects.push(effect);
         }
         while let Some(work) = core.poll_work() {
+            tracing::debug!(taskrun = %work.key(), work = work.name(), "work ordered");
             let executor = self.executor.clone();
             let permits = Arc::clone(&self.permits);
             self.jobs.spawn(async move {

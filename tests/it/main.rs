@@ -19,6 +19,7 @@ mod common_controller;
 
 mod check_config;
 mod controller_allocation;
+mod controller_cloud;
 mod controller_failures;
 mod controller_platforms;
 mod controller_restart;

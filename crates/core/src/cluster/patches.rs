@@ -19,30 +19,38 @@ use crate::naming::{
 use crate::platform::Platform;
 use crate::time::Timestamp;
 
-/// A JSON patch that adds our finalizer to `current`, or `None` when it is already there.
-pub fn add_finalizer(current: &[String]) -> Option<Patch> {
-    if current.iter().any(|f| f == FINALIZER) {
+/// A JSON patch that adds our finalizer to `current` (the list as read; `None` when the
+/// object has none), or `None` when it is already there.
+pub fn add_finalizer(current: Option<&[String]>) -> Option<Patch> {
+    let listed = current.unwrap_or_default();
+    if listed.iter().any(|f| f == FINALIZER) {
         return None;
     }
-    let ops = if current.is_empty() {
-        // An absent list and an empty one look the same to us; `test` against null
-        // covers the absent case, which is what the API server stores for "no finalizers".
+    let ops = if listed.is_empty() {
+        // The list as it was read: absent (what the API server returns for "no
+        // finalizers", `test` against null passes), or an explicit empty list.
+        let seen = if current.is_some() {
+            json!([])
+        } else {
+            Value::Null
+        };
         vec![
-            test("/metadata/finalizers", Value::Null),
+            test("/metadata/finalizers", seen),
             add("/metadata/finalizers", json!([FINALIZER])),
         ]
     } else {
         vec![
-            test("/metadata/finalizers", json!(current)),
+            test("/metadata/finalizers", json!(listed)),
             add("/metadata/finalizers/-", json!(FINALIZER)),
         ]
     };
     Some(Patch(ops))
 }
 
-/// A JSON patch that removes our finalizer from `current`, or `None` when it is absent.
-pub fn remove_finalizer(current: &[String]) -> Option<Patch> {
-    let index = current.iter().position(|f| f == FINALIZER)?;
+/// A JSON patch that removes our finalizer from `current` (the list as read), or `None`
+/// when it is absent.
+pub fn remove_finalizer(current: Option<&[String]>) -> Option<Patch> {
+    let index = current?.iter().position(|f| f == FINALIZER)?;
     let path = format!("/metadata/finalizers/{index}");
     Some(Patch(vec![
         // Fails instead of removing someone else's finalizer if the list shifted.
@@ -241,7 +249,7 @@ mod tests {
 
     #[test]
     fn add_finalizer_to_an_object_without_finalizers() {
-        let patch = add_finalizer(&[]).unwrap();
+        let patch = add_finalizer(None).unwrap();
         // The API server (evanphx/json-patch) lets `test` against null pass for an
         // absent field; the json_patch crate only for an explicit null, so test that.
         let out = apply(
@@ -252,12 +260,16 @@ mod tests {
         assert_eq!(out["metadata"]["finalizers"], json!([FINALIZER]));
         let someone_added = json!({"metadata": {"finalizers": ["other"]}});
         assert!(apply(someone_added, &patch).is_err());
+        // A list read back empty (the last finalizer was removed) is tested as such.
+        let patch = add_finalizer(Some(&[])).unwrap();
+        let out = apply(json!({"metadata": {"finalizers": []}}), &patch).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!([FINALIZER]));
     }
 
     #[test]
     fn add_finalizer_keeps_other_finalizers_and_refuses_a_moved_list() {
         let current = vec!["chains.tekton.dev".to_owned()];
-        let patch = add_finalizer(&current).unwrap();
+        let patch = add_finalizer(Some(&current)).unwrap();
         let doc = json!({"metadata": {"finalizers": ["chains.tekton.dev"]}});
         let out = apply(doc, &patch).unwrap();
         assert_eq!(
@@ -270,18 +282,19 @@ mod tests {
 
     #[test]
     fn add_finalizer_is_a_no_op_when_present() {
-        assert!(add_finalizer(&[FINALIZER.to_owned()]).is_none());
+        assert!(add_finalizer(Some(&[FINALIZER.to_owned()])).is_none());
     }
 
     #[test]
     fn remove_finalizer_removes_only_ours_and_refuses_a_shifted_list() {
         let current = vec!["a".to_owned(), FINALIZER.to_owned(), "b".to_owned()];
-        let patch = remove_finalizer(&current).unwrap();
+        let patch = remove_finalizer(Some(&current)).unwrap();
         let out = apply(json!({"metadata": {"finalizers": current}}), &patch).unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
         let shifted = json!({"metadata": {"finalizers": [FINALIZER, "a", "b"]}});
         assert!(apply(shifted, &patch).is_err());
-        assert!(remove_finalizer(&["a".to_owned()]).is_none());
+        assert!(remove_finalizer(Some(&["a".to_owned()])).is_none());
+        assert!(remove_finalizer(None).is_none());
     }
 
     #[test]

@@ -44,6 +44,20 @@ pub enum Work {
 }
 
 impl Work {
+    /// What kind of work it is, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Work::Provision(_) => "provision",
+            Work::Wait(_) => "wait",
+            Work::ServeLocal(_) => "serve-local",
+            Work::Fail(_) => "fail",
+            Work::Release(_) => "release",
+            Work::Launch(_) => "launch",
+            Work::ProvisionVm(_) => "provision-vm",
+            Work::ReleaseVm(_) => "release-vm",
+        }
+    }
+
     /// The TaskRun the work is for (its report goes back under this key).
     pub fn key(&self) -> &TaskRunKey {
         match self {
