@@ -133,32 +133,64 @@ fn unquoted_numbers_are_a_problem() {
     assert!(stdout(&out).contains("data.host.arm-1.concurrency: the value 4 is a YAML number"));
 }
 
+/// An AWS platform with one VM per TaskRun, fully set.
+const AWS: &str = "  dynamic-platforms: \"linux/amd64\"\n  instance-tag: prod-amd64\n  \
+     dynamic.linux-amd64.type: aws\n  dynamic.linux-amd64.max-instances: \"500\"\n  \
+     dynamic.linux-amd64.ssh-secret: aws-ssh\n  dynamic.linux-amd64.region: us-east-1\n  \
+     dynamic.linux-amd64.ami: ami-1\n  dynamic.linux-amd64.instance-type: m7a.large\n  \
+     dynamic.linux-amd64.key-name: kp\n  dynamic.linux-amd64.aws-secret: aws-account\n";
+
 #[test]
-fn dynamic_platforms_fail_unless_allowed() {
+fn cloud_platforms_are_checked_and_explained() {
+    let out = run_on(&format!("{BASE}{AWS}"), &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "linux/amd64: dynamic (valid): one m7a.large instance per TaskRun in us-east-1, \
+             at most 500"
+        ),
+        "{text}"
+    );
+    // Where the Go controller falls back silently, check-config says so.
+    let fallback = format!(
+        "{BASE}{AWS}  dynamic.linux-amd64.disk: big\n  dynamic.linux-amd64.spot-price: \"0.1\"\n"
+    );
+    let text = stdout(&run_on(&fallback, &[]));
+    assert!(
+        text.contains("disk: \\\"big\\\" is not a whole number")
+            || text.contains("is not a whole number"),
+        "{text}"
+    );
+    assert!(text.contains("default of 40 GB"), "{text}");
+    assert!(text.contains("spot-price: ignored"), "{text}");
+    // A missing setting is an error.
+    let broken = format!("{BASE}{AWS}").replace("  dynamic.linux-amd64.ami: ami-1\n", "");
+    let out = run_on(&broken, &["--allow-unsupported"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("dynamic.linux-amd64.ami: missing"));
+}
+
+#[test]
+fn unsupported_cloud_platforms_fail_unless_allowed() {
     let yaml = format!(
-        "{BASE}  dynamic-platforms: \"linux/amd64\"\n  dynamic.linux-amd64.type: aws\n  \
-         dynamic.linux-amd64.max-instances: \"5\"\n  dynamic.linux-amd64.ssh-secret: k\n"
+        "{BASE}  dynamic-pool-platforms: \"linux/ppc64le\"\n  dynamic.linux-ppc64le.type: aws\n  \
+         dynamic.linux-ppc64le.max-instances: \"5\"\n  dynamic.linux-ppc64le.ssh-secret: k\n  \
+         dynamic.linux-ppc64le.concurrency: \"2\"\n  dynamic.linux-ppc64le.max-age: \"60\"\n"
     );
     let out = run_on(&yaml, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("linux/amd64: dynamic (valid, not supported by this controller yet)"),
+        text.contains("linux/ppc64le: dynamic-pool (invalid; dynamic pools of shared VMs"),
         "{text}"
     );
     assert!(
-        text.contains("unsupported dynamic-platforms: linux/amd64 is a dynamic platform"),
+        text.contains(
+            "unsupported dynamic-pool-platforms: linux/ppc64le is a dynamic-pool platform"
+        ),
         "{text}"
     );
-    assert_eq!(
-        run_on(&yaml, &["--allow-unsupported"]).status.code(),
-        Some(0)
-    );
-    // An invalid dynamic platform still fails with --allow-unsupported.
-    let broken = yaml.replace("max-instances: \"5\"", "max-instances: \"500\"");
-    let out = run_on(&broken, &["--allow-unsupported"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("dynamic.linux-amd64.max-instances: 500 is out of range"));
 }
 
 #[test]

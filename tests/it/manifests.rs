@@ -465,13 +465,24 @@ fn check_metrics_service(service: &Service, deployment: &Deployment, namespace: 
     );
 }
 
-/// The example admin-key Secrets: labelled, key `id_rsa`, and certainly not a key.
+/// The example Secrets: labelled, and certainly not a key: admin keys under `id_rsa`,
+/// AWS credentials placeholders.
 fn check_example_secrets(secrets: &[Secret]) {
     assert!(!secrets.is_empty());
     for s in secrets {
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
         let labels = s.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels.get(SECRET_LABEL).map(String::as_str), Some("true"));
+        // As written (stringData) or as the API server returns it (data).
+        let mut strings = s.string_data.clone().unwrap_or_default();
+        for (k, v) in s.data.clone().unwrap_or_default() {
+            strings.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+        }
+        if let Some(id) = strings.get("access-key-id") {
+            assert!(id.starts_with("PLACEHOLDER"), "{id}");
+            assert!(strings["secret-access-key"].starts_with("PLACEHOLDER"));
+            continue;
+        }
         let key: Vec<u8> = match (&s.data, &s.string_data) {
             (Some(data), _) if data.contains_key(secret_keys::ADMIN_KEY) => {
                 data[secret_keys::ADMIN_KEY].0.clone()
@@ -582,11 +593,26 @@ async fn the_examples_are_a_host_config_and_placeholder_admin_keys() {
         .filter(|(k, _)| k.starts_with("host.") && k.ends_with(".secret"))
         .map(|(_, v)| v.clone())
         .collect();
+    // The cloud platform's Secrets go with its (commented-out) example in host-config.
+    let cloud = ["aws-account", "aws-ssh-key"];
     let shipped: BTreeSet<String> = secrets
         .iter()
         .filter_map(|s| s.metadata.name.clone())
+        .filter(|n| !cloud.contains(&n.as_str()))
         .collect();
     assert_eq!(named, shipped);
+    let example = config_text();
+    for name in cloud {
+        assert!(
+            example.contains(&format!("\"{name}\"")),
+            "{name} not in the example"
+        );
+    }
+}
+
+/// host-config.yaml as shipped, comments included.
+fn config_text() -> String {
+    std::fs::read_to_string(examples_dir().join("host-config.yaml")).unwrap()
 }
 
 #[tokio::test]
@@ -687,7 +713,11 @@ async fn apply_to_kube_sim(env: &TestEnv, cache: &Path, install: &str, examples:
         .await
         .unwrap()
         .items;
-    assert_eq!(admin_keys.len(), 2);
+    assert_eq!(
+        admin_keys.len(),
+        4,
+        "two admin keys, the AWS credentials and VM key"
+    );
     check_example_secrets(&admin_keys);
 
     let again = run_kubectl(&apply, install).await;

@@ -159,15 +159,26 @@ fn render_platform(out: &mut String, config: &PoolConfig, platform: &Platform) {
             let _ = writeln!(out, "{platform}: local (Secret with host: localhost)");
         }
         Some(Strategy::Dynamic(strategy)) => {
-            let valid = config
-                .dynamic_platforms
-                .get(platform)
-                .is_some_and(|d| d.settings.is_some());
-            let _ = writeln!(
-                out,
-                "{platform}: {strategy} ({}valid, not supported by this controller yet)",
-                if valid { "" } else { "in" }
-            );
+            let dynamic = config.dynamic_platforms.get(platform);
+            let valid = dynamic.is_some_and(|d| d.settings.is_some());
+            let validity = if valid { "valid" } else { "invalid" };
+            match dynamic.and_then(super::DynamicPlatform::unsupported) {
+                Some(why) => {
+                    let _ = writeln!(out, "{platform}: {strategy} ({validity}; {why})");
+                }
+                None => {
+                    let what = dynamic
+                        .and_then(|d| d.settings.as_ref())
+                        .and_then(|s| Some((s, s.aws.as_ref()?)))
+                        .map_or(String::new(), |(s, aws)| {
+                            format!(
+                                ": one {} instance per TaskRun in {}, at most {}",
+                                aws.instance_type, aws.region, s.max_instances
+                            )
+                        });
+                    let _ = writeln!(out, "{platform}: {strategy} ({validity}){what}");
+                }
+            }
         }
         Some(Strategy::Static) | None => {
             let hosts: Vec<_> = config.hosts_of(platform).collect();
