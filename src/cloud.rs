@@ -138,8 +138,9 @@ fn credentials(secret: &Secret, target: &CloudTarget) -> Result<Credentials, Cre
     Ok(Credentials::new(id, key, read(secret_keys::SESSION_TOKEN)))
 }
 
-/// An instance of a listing as the core sees it; `None` for an id that is not one.
-pub fn cloud_instance(summary: &InstanceSummary) -> Option<CloudInstance> {
+/// An instance of a listing as the core sees it (its address chosen as `target` says);
+/// `None` for an id that is not one.
+pub fn cloud_instance(summary: &InstanceSummary, target: &CloudTarget) -> Option<CloudInstance> {
     Some(CloudInstance {
         id: InstanceId::parse(summary.id.as_str()).ok()?,
         state: InstanceState::parse(summary.state.as_str())?,
@@ -149,6 +150,9 @@ pub fn cloud_instance(summary: &InstanceSummary) -> Option<CloudInstance> {
             .launch_time
             .and_then(|t| Timestamp::try_from(t).ok())
             .unwrap_or(Timestamp::UNIX_EPOCH),
+        address: summary
+            .address(target.strict_public_address)
+            .map(str::to_owned),
     })
 }
 
@@ -166,6 +170,7 @@ mod tests {
             aws_secret: "aws-account".into(),
             instance_tag: "prod-arm64".into(),
             instance_type: "m6g.large".into(),
+            strict_public_address: false,
         }
     }
 

@@ -39,7 +39,7 @@ use mpc_core::allocation::TaskRunKey;
 use mpc_core::cloud::CloudTarget;
 use mpc_core::config::{self, HostName, Severity};
 use mpc_core::machine::{
-    ConfigInput, Core, CoreSettings, Effect, EventOrder, Input, Observed, Report,
+    ConfigInput, Core, CoreSettings, Effect, EventOrder, Input, Observed, Report, TerminationCause,
 };
 use mpc_core::naming::{CONFIG_LABEL, HOST_CONFIG_NAME, SECRET_LABEL, UserName};
 use mpc_core::time::{Timestamp, elapsed};
@@ -205,6 +205,7 @@ struct Runner {
     clouds: CloudClients,
     cloud_targets: watch::Sender<Arc<Vec<CloudTarget>>>,
     cloud_rx: mpsc::Receiver<CloudNews>,
+    cloud_news: mpsc::Sender<CloudNews>,
     jobs: JoinSet<(TaskRunKey, Report)>,
     side_jobs: JoinSet<()>,
     probes: HashMap<HostName, AbortHandle>,
@@ -280,7 +281,7 @@ impl Runner {
         side_jobs.spawn(watch_clouds(
             clouds.clone(),
             targets_rx,
-            cloud_tx,
+            cloud_tx.clone(),
             settings.cloud_list_interval,
         ));
         let executor = Executor {
@@ -335,6 +336,7 @@ impl Runner {
             clouds,
             cloud_targets,
             cloud_rx,
+            cloud_news: cloud_tx,
             jobs: JoinSet::new(),
             side_jobs,
             probes: HashMap::new(),
@@ -592,6 +594,9 @@ impl Runner {
             CloudNews::Listed(platform, instances) => {
                 self.feed(Input::CloudListing(platform, instances));
             }
+            CloudNews::PoolLaunched(platform, result) => {
+                self.feed(Input::PoolLaunched(platform, result));
+            }
             CloudNews::Unavailable(platform, why) => {
                 if let Some(reference) = self.config_ref.clone() {
                     self.publish_event(
@@ -648,7 +653,33 @@ impl Runner {
                     }
                     self.start_probe(host);
                 }
-                Effect::Terminate { target, instances } => {
+                Effect::LaunchPool { spec } => {
+                    info!(platform = %spec.target.platform, "launching an instance for the pool");
+                    self.side_jobs.spawn(cloud_watch::launch_pool(
+                        self.clouds.clone(),
+                        *spec,
+                        self.cloud_news.clone(),
+                    ));
+                }
+                Effect::Terminate {
+                    target,
+                    instances,
+                    cause: TerminationCause::Retired,
+                } => {
+                    let names: Vec<&str> = instances.iter().map(|(i, _)| i.as_str()).collect();
+                    info!(platform = %target.platform, instances = ?names,
+                          "retiring pool instances past max-age");
+                    self.side_jobs.spawn(cloud_watch::sweep(
+                        self.clouds.clone(),
+                        target,
+                        instances,
+                    ));
+                }
+                Effect::Terminate {
+                    target,
+                    instances,
+                    cause: TerminationCause::Leaked,
+                } => {
                     let names: Vec<&str> = instances.iter().map(|(i, _)| i.as_str()).collect();
                     warn!(platform = %target.platform, instances = ?names,
                           "sweeping instances no TaskRun owns");

@@ -122,6 +122,8 @@ pub fn target(
     known_hosts: &Arc<dyn KnownHosts>,
 ) -> Result<HostTarget, TargetError> {
     let host_key_policy = match (&host.host_key, checking) {
+        // A pool instance is new to everyone: trusted on first contact, then remembered.
+        (None, _) if host.cloud => HostKeyPolicy::AcceptNew(Arc::clone(known_hosts)),
         // A pinned key always wins: any other key is refused.
         (Some(pinned), _) => HostKeyPolicy::Strict(pinned.public_key().clone()),
         (None, HostKeyChecking::Strict) => {

@@ -299,7 +299,10 @@ impl Executor {
 }
 
 /// The EC2 request of a launch spec.
-fn launch_request(key: &mpc_core::allocation::TaskRunKey, spec: &LaunchSpec) -> LaunchRequest {
+pub(super) fn launch_request(
+    key: &mpc_core::allocation::TaskRunKey,
+    spec: &LaunchSpec,
+) -> LaunchRequest {
     let ours = [
         mpc_ec2::MANAGED_TAG,
         mpc_ec2::INSTANCE_TAG,

@@ -171,24 +171,102 @@ fn cloud_platforms_are_checked_and_explained() {
     assert!(stdout(&out).contains("dynamic.linux-amd64.ami: missing"));
 }
 
+/// The settings of a dynamic platform `linux/ppc64le` apart from its list key.
+fn ppc_settings(extra: &str) -> String {
+    format!(
+        "  dynamic.linux-ppc64le.type: aws\n  dynamic.linux-ppc64le.max-instances: \"5\"\n  \
+         dynamic.linux-ppc64le.ssh-secret: k\n  dynamic.linux-ppc64le.region: us-east-1\n  \
+         dynamic.linux-ppc64le.ami: ami-1\n  dynamic.linux-ppc64le.instance-type: m7g.large\n  \
+         dynamic.linux-ppc64le.key-name: kp\n  dynamic.linux-ppc64le.aws-secret: aws-account\n{extra}"
+    )
+}
+
+#[test]
+fn dynamic_pools_and_windows_and_macos_vms_are_explained() {
+    let pool = format!(
+        "{BASE}  dynamic-pool-platforms: \"linux/ppc64le\"\n{}",
+        ppc_settings(
+            "  dynamic.linux-ppc64le.concurrency: \"2\"\n  dynamic.linux-ppc64le.max-age: \"60\"\n"
+        )
+    );
+    let out = run_on(&pool, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "linux/ppc64le: dynamic-pool (valid): a pool of up to 5 m7g.large instance(s) in \
+             us-east-1, 2 TaskRun(s) each"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("older than 60 minute(s)"), "{text}");
+    // A pool without its pool keys is an error naming them.
+    let bare = format!(
+        "{BASE}  dynamic-pool-platforms: \"linux/ppc64le\"\n{}",
+        ppc_settings("")
+    );
+    let out = run_on(&bare, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("dynamic.linux-ppc64le.concurrency"),
+        "{}",
+        stdout(&out)
+    );
+
+    for (platform, login) in [
+        ("windows/amd64", "logs in as Administrator (PowerShell)"),
+        ("macos/arm64", "logs in as ec2-user"),
+    ] {
+        let label = platform.replace('/', "-");
+        let yaml = format!(
+            "{BASE}  dynamic-platforms: \"{platform}\"\n{}",
+            ppc_settings("").replace("linux-ppc64le", &label)
+        );
+        let out = run_on(&yaml, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains(&format!("{platform}: dynamic (valid): one")),
+            "{text}"
+        );
+        assert!(text.contains(login), "{text}");
+        assert!(text.contains("konflux-builder"), "{text}");
+    }
+}
+
 #[test]
 fn unsupported_cloud_platforms_fail_unless_allowed() {
-    let yaml = format!(
-        "{BASE}  dynamic-pool-platforms: \"linux/ppc64le\"\n  dynamic.linux-ppc64le.type: aws\n  \
-         dynamic.linux-ppc64le.max-instances: \"5\"\n  dynamic.linux-ppc64le.ssh-secret: k\n  \
-         dynamic.linux-ppc64le.concurrency: \"2\"\n  dynamic.linux-ppc64le.max-age: \"60\"\n"
+    // A Windows pool: its VMs' builder account serves one TaskRun.
+    let windows_pool = format!(
+        "{BASE}  dynamic-pool-platforms: \"windows/amd64\"\n{}",
+        ppc_settings(
+            "  dynamic.linux-ppc64le.concurrency: \"2\"\n  dynamic.linux-ppc64le.max-age: \"60\"\n"
+        )
+        .replace("linux-ppc64le", "windows-amd64")
     );
-    let out = run_on(&yaml, &[]);
+    let out = run_on(&windows_pool, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("linux/ppc64le: dynamic-pool (invalid; dynamic pools of shared VMs"),
+        text.contains("windows/amd64: dynamic-pool (valid; Windows and macOS VMs cannot be shared"),
         "{text}"
     );
+    assert_eq!(
+        run_on(&windows_pool, &["--allow-unsupported"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // IBM Cloud keeps its clear "not supported".
+    let ibm = format!(
+        "{BASE}  dynamic-platforms: \"linux/s390x\"\n  dynamic.linux-s390x.type: ibmz\n  \
+         dynamic.linux-s390x.max-instances: \"5\"\n  dynamic.linux-s390x.ssh-secret: ibm-s390x-ssh\n"
+    );
+    let out = run_on(&ibm, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains(
-            "unsupported dynamic-pool-platforms: linux/ppc64le is a dynamic-pool platform"
-        ),
+        text.contains("IBM Cloud VMs (type: ibmz, ibmp) are not supported"),
         "{text}"
     );
 }

@@ -4,8 +4,8 @@
 //! it, termination.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ec2_testbed::{ACCESS_KEY_ID, Ec2Testbed, Fault, HostsOptions, REGION, SECRET_ACCESS_KEY};
@@ -32,6 +32,16 @@ struct CloudBed {
 
 impl CloudBed {
     async fn start(prefix: &str, max: u32, boot_delay: Duration, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_strategy(prefix, "dynamic-platforms", max, boot_delay, extra).await
+    }
+
+    async fn start_with_strategy(
+        prefix: &str,
+        list: &str,
+        max: u32,
+        boot_delay: Duration,
+        extra: &[(&str, &str)],
+    ) -> Self {
         init_test_logging();
         let ec2 = Ec2Testbed::start_with(ec2_testbed::TestbedOptions {
             hosts_options: HostsOptions {
@@ -72,7 +82,7 @@ impl CloudBed {
                 .expect("Secret");
         }
         let mut data: BTreeMap<String, String> = [
-            ("dynamic-platforms", ARM.to_owned()),
+            (list, ARM.to_owned()),
             ("instance-tag", TAG.to_owned()),
             ("dynamic.linux-arm64.type", "aws".to_owned()),
             ("dynamic.linux-arm64.region", REGION.to_owned()),
@@ -511,4 +521,110 @@ fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
         .key(key)
         .value(value)
         .build()
+}
+
+/// A dynamic pool under a burst: it grows to `max-instances`, shares each instance among
+/// `concurrency` TaskRuns (never more users on one), ages out past `max-age` and shrinks
+/// to nothing, leaving no user and no instance behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_grows_to_its_limit_shares_instances_and_shrinks_to_nothing() {
+    const MAX: usize = 2;
+    const CONCURRENCY: usize = 2;
+    const TASKRUNS: usize = 6;
+    let cloud = CloudBed::start_with_strategy(
+        "cloud-pool",
+        "dynamic-pool-platforms",
+        MAX as u32,
+        Duration::from_millis(200),
+        &[
+            ("dynamic.linux-arm64.concurrency", "2"),
+            ("dynamic.linux-arm64.max-age", "1"),
+        ],
+    )
+    .await;
+
+    let over = Mutex::new(Vec::<String>::new());
+    let stop = AtomicBool::new(false);
+    let hosts = cloud.ec2.hosts();
+    let admin = ec2_testbed::admin_client(&cloud.ec2.moto().endpoint_url());
+    // Samples capacity while the burst runs; joined with it, so it can borrow the testbed.
+    let sampler = async {
+        while !stop.load(Ordering::Relaxed) {
+            let live = instances_with(&admin).await;
+            let alive = live
+                .iter()
+                .filter(|(_, s, _)| s == "running" || s == "pending")
+                .count();
+            if alive > MAX {
+                over.lock().unwrap().push(format!("instances: {live:?}"));
+            }
+            for (id, state, _) in &live {
+                if state != "running" {
+                    continue;
+                }
+                if let Some(host) = hosts.host(id)
+                    && let Ok(users) = host.build_users()
+                    && users.len() > CONCURRENCY
+                {
+                    over.lock().unwrap().push(format!("{id}: {users:?}"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let burst = async {
+        let names: Vec<String> = (0..TASKRUNS).map(|i| format!("pool-{i}")).collect();
+        for name in &names {
+            cloud.bed.submit(name, ARM).await.unwrap();
+        }
+        for name in &names {
+            let access = cloud.bed.wait_for_secret(name).await.expect("Secret");
+            assert!(
+                matches!(access, Issued::Access { .. }),
+                "{name}: {access:?}"
+            );
+            cloud.bed.complete(name, true).await.unwrap();
+        }
+        for name in &names {
+            cloud.bed.wait_released(name).await.unwrap();
+        }
+        let launched = cloud.ec2.proxy().calls("RunInstances");
+        assert!(
+            (1..=MAX).contains(&launched),
+            "{launched} instances launched for a pool of at most {MAX}"
+        );
+        // Past max-age (one minute) every idle instance is retired.
+        let shrunk = wait_until(
+            Duration::from_secs(150),
+            "the pool shrank to nothing",
+            || async { live(&cloud.instances().await) == 0 },
+        )
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        shrunk.unwrap();
+    };
+    tokio::join!(sampler, burst);
+    let over = over.lock().unwrap().clone();
+    assert!(over.is_empty(), "over capacity: {over:?}");
+    cloud.bed.cleanup().await;
+}
+
+async fn instances_with(admin: &aws_sdk_ec2::Client) -> Vec<(String, String, Option<String>)> {
+    let Ok(out) = admin.describe_instances().send().await else {
+        return Vec::new();
+    };
+    out.reservations()
+        .iter()
+        .flat_map(aws_sdk_ec2::types::Reservation::instances)
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or_default().to_owned(),
+                i.state()
+                    .and_then(aws_sdk_ec2::types::InstanceState::name)
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default(),
+                None,
+            )
+        })
+        .collect()
 }

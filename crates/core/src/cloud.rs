@@ -7,7 +7,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::allocation::TaskRunKey;
-use crate::config::{AwsSettings, DedicatedHost, DynamicSettings, Settings, SudoCommand};
+use crate::config::{
+    AwsSettings, DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS,
+    DedicatedHost, DynamicSettings, Settings, SudoCommand,
+};
 use crate::naming::cloud_tags;
 use crate::platform::Platform;
 use crate::time::{Timestamp, elapsed};
@@ -114,6 +117,9 @@ pub struct CloudInstance {
     pub taskrun: Option<TaskRunKey>,
     /// When it was launched.
     pub launched: Timestamp,
+    /// The address to log in at (public DNS name, public IP, then private IP unless
+    /// the platform is strict), once it has one.
+    pub address: Option<String>,
 }
 
 /// `<namespace>:<name>`, the `taskRunID` tag value.
@@ -159,6 +165,45 @@ pub struct CloudTarget {
     pub instance_tag: String,
     /// Its instances' type: only those count against its limit.
     pub instance_type: String,
+    /// Never use an instance's private address.
+    pub strict_public_address: bool,
+}
+
+/// The operating system of a platform's VMs, from the platform's name (`windows…`,
+/// `macos…`): how the build's login is prepared on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmOs {
+    /// A throwaway user is created through `ec2-user` with sudo, as on a static host.
+    Linux,
+    /// The user data made a `konflux-builder` account and left its key for
+    /// `Administrator`, who hands it over (PowerShell, no POSIX shell).
+    Windows,
+    /// The user data made a `konflux-builder` account and left its key in the
+    /// `ec2-user` home, who hands it over.
+    MacOs,
+}
+
+impl VmOs {
+    /// The OS of `platform`'s VMs.
+    pub fn of(platform: &Platform) -> Self {
+        let name = platform.as_str();
+        if name.starts_with("windows") {
+            VmOs::Windows
+        } else if name.starts_with("macos") {
+            VmOs::MacOs
+        } else {
+            VmOs::Linux
+        }
+    }
+}
+
+/// How a dynamic pool shares its instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    /// TaskRuns per instance.
+    pub concurrency: u32,
+    /// How long an instance takes new TaskRuns.
+    pub max_age: Duration,
 }
 
 /// How to reach and prepare a platform's VMs once launched.
@@ -221,6 +266,10 @@ pub struct CloudPlatform {
     pub access: VmAccess,
     /// Most instances at once.
     pub max_instances: u32,
+    /// `Some` for a dynamic pool: its instances are shared hosts.
+    pub pool: Option<PoolShape>,
+    /// How its VMs are prepared for a build.
+    pub os: VmOs,
     aws: AwsSettings,
     additional_tags: BTreeMap<String, String>,
 }
@@ -228,7 +277,7 @@ pub struct CloudPlatform {
 /// Why a dynamic platform's settings cannot be resolved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CloudConfigError {
-    /// Not an AWS platform with one VM per TaskRun.
+    /// Not an AWS platform.
     #[error("platform {0} is not a dynamic AWS platform")]
     NotAws(Platform),
     /// Neither the platform nor host-config sets an instance tag.
@@ -248,16 +297,32 @@ impl CloudPlatform {
         settings: &DynamicSettings,
         global: &Settings,
     ) -> Result<Self, CloudConfigError> {
-        let (
-            Some(aws),
+        let Some(aws) = &settings.aws else {
+            return Err(CloudConfigError::NotAws(platform.clone()));
+        };
+        let (allocation_timeout, check_interval, sudo_commands, pool) = match &settings.strategy {
             crate::config::StrategySettings::Dynamic {
                 allocation_timeout,
                 check_interval,
                 sudo_commands,
-            },
-        ) = (&settings.aws, &settings.strategy)
-        else {
-            return Err(CloudConfigError::NotAws(platform.clone()));
+            } => (
+                *allocation_timeout,
+                *check_interval,
+                sudo_commands.clone(),
+                None,
+            ),
+            crate::config::StrategySettings::Pool {
+                concurrency,
+                max_age,
+            } => (
+                Duration::from_secs(DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS),
+                Duration::from_secs(DEFAULT_CHECK_INTERVAL_SECS),
+                Vec::new(),
+                Some(PoolShape {
+                    concurrency: *concurrency,
+                    max_age: *max_age,
+                }),
+            ),
         };
         let instance_tag = settings
             .instance_tag
@@ -272,18 +337,36 @@ impl CloudPlatform {
                 aws_secret: aws.aws_secret.clone(),
                 instance_tag,
                 instance_type: aws.instance_type.clone(),
+                strict_public_address: aws.strict_public_address,
             },
             access: VmAccess {
                 ssh_secret: settings.ssh_secret.clone(),
                 strict_public_address: aws.strict_public_address,
-                sudo_commands: sudo_commands.clone(),
-                check_interval: *check_interval,
-                allocation_timeout: *allocation_timeout,
+                sudo_commands,
+                check_interval,
+                allocation_timeout,
             },
             max_instances: settings.max_instances,
+            pool,
+            os: VmOs::of(platform),
             aws: aws.clone(),
             additional_tags: global.additional_instance_tags.clone(),
         })
+    }
+
+    /// What to launch for a dynamic pool: tagged, as the Go controller does, with the
+    /// TaskRun whose wait started it (the instance is the pool's, not that TaskRun's).
+    pub fn pool_launch_spec(
+        &self,
+        for_taskrun: Option<&TaskRunKey>,
+        client_token: String,
+    ) -> LaunchSpec {
+        let key = for_taskrun
+            .cloned()
+            .unwrap_or_else(|| TaskRunKey::new("pool", self.target.platform.label_value()));
+        let mut spec = self.launch_spec(&key, "", 0);
+        spec.client_token = client_token;
+        spec
     }
 
     /// What to launch for a TaskRun's `attempt`-th launch.
@@ -472,6 +555,7 @@ mod tests {
             instance_type: kind.into(),
             taskrun: tr.and_then(parse_taskrun_id),
             launched: t(at),
+            address: None,
         };
         let listing = vec![
             instance(

@@ -96,6 +96,9 @@ pub struct Ledger {
     /// Hosts join unhealthy and take TaskRuns only once reported healthy (see
     /// [`Ledger::new_probing`]).
     probe_before_use: bool,
+    /// Platforms whose hosts come and go (dynamic pools): their TaskRuns wait for a
+    /// host instead of being rejected when none is there.
+    elastic: BTreeSet<Platform>,
 }
 
 fn settings_of(config: &PoolConfig) -> BTreeMap<HostName, HostSettings> {
@@ -131,6 +134,7 @@ impl Ledger {
     fn build(config: &PoolConfig, probe_before_use: bool) -> Self {
         let mut ledger = Ledger {
             probe_before_use,
+            elastic: config.elastic_platforms(),
             ..Ledger::default()
         };
         for (name, settings) in settings_of(config) {
@@ -347,6 +351,7 @@ impl Ledger {
     /// waiters at once. Waiters whose platform has no host left they may use are
     /// rejected.
     pub fn apply_config(&mut self, config: &PoolConfig) -> Outcome {
+        self.elastic = config.elastic_platforms();
         // Take every host out, update its settings, and put it back where they say.
         let mut wanted = settings_of(config);
         let mut all: Vec<(HostName, HostSlots)> =
@@ -481,6 +486,10 @@ impl Ledger {
 
     /// Why a TaskRun with these failed hosts can never be served, if it cannot.
     fn rejection(&self, platform: &Platform, failed: &BTreeSet<HostName>) -> Option<Rejection> {
+        if self.elastic.contains(platform) {
+            // A new instance may serve it.
+            return None;
+        }
         let mut any_servable = false;
         let hosts = self.pools.get(platform).into_iter().flat_map(|p| &p.hosts);
         for (host, _) in hosts.filter(|(_, slots)| slots.may_serve()) {

@@ -147,9 +147,7 @@ const POOL_FIELDS: [&str; 2] = [field::CONCURRENCY, field::MAX_AGE];
 /// Secret that says so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unsupported {
-    /// `dynamic-pool-platforms`: shared VMs.
-    Pool,
-    /// A `windows*` or `macos*` platform: its VMs need a pre-made builder account.
+    /// A `windows*` or `macos*` platform in a pool: their VMs serve one TaskRun each.
     Os,
     /// `type: ibmz` or `ibmp`.
     Ibm,
@@ -158,21 +156,20 @@ pub enum Unsupported {
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Unsupported::Pool => "dynamic pools of shared VMs (dynamic-pool-platforms) are not supported by this controller yet",
-            Unsupported::Os => "Windows and macOS VMs are not supported by this controller yet",
+            Unsupported::Os => "Windows and macOS VMs cannot be shared in a pool (their builder account is one per VM); list them in dynamic-platforms",
             Unsupported::Ibm => "IBM Cloud VMs (type: ibmz, ibmp) are not supported by this controller",
         })
     }
 }
 
 impl DynamicPlatform {
-    /// Why the platform cannot be served, if it cannot; `None` for an AWS platform with
-    /// one VM per TaskRun (whatever the state of its settings).
+    /// Why the platform cannot be served, if it cannot; `None` for an AWS platform
+    /// (whatever the state of its settings).
     pub fn unsupported(&self) -> Option<Unsupported> {
         let os = self.platform.as_str();
-        if self.strategy == DynamicStrategy::DynamicPool {
-            Some(Unsupported::Pool)
-        } else if os.starts_with("windows") || os.starts_with("macos") {
+        if self.strategy == DynamicStrategy::DynamicPool
+            && (os.starts_with("windows") || os.starts_with("macos"))
+        {
             Some(Unsupported::Os)
         } else if self
             .settings

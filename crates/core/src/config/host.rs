@@ -136,6 +136,10 @@ pub struct Host {
     pub host_key: Option<HostKey>,
     /// Commands the build user may run with sudo (none by default).
     pub sudo_commands: Vec<SudoCommand>,
+    /// An instance of a dynamic pool rather than a configured host: its host key
+    /// cannot be pinned in advance, so it is trusted on first contact whatever
+    /// `host-key-checking` says.
+    pub cloud: bool,
 }
 
 /// A host left out of the pool because of [`Problem`]s (listed in `PoolConfig::problems`).
@@ -315,6 +319,7 @@ pub(crate) fn parse_host(
             state,
             host_key,
             sudo_commands,
+            cloud: false,
         }),
         _ => Err(ExcludedHost {
             name: raw_name.to_owned(),

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use aws::{AwsSettings, DEFAULT_DISK_GB, DedicatedHost};
 pub use dynamic::{
-    CloudProvider, DynamicPlatform, DynamicSettings, DynamicStrategy, StrategySettings, Unsupported,
+    CloudProvider, DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS,
+    DynamicPlatform, DynamicSettings, DynamicStrategy, StrategySettings, Unsupported,
 };
 pub use host::{
     DEFAULT_SSH_PORT, ExcludedHost, Host, HostName, HostState, InvalidHostName, MAX_CONCURRENCY,
@@ -51,6 +52,9 @@ pub struct PoolConfig {
     pub dynamic_platforms: BTreeMap<Platform, DynamicPlatform>,
     /// Every problem found, in key order.
     pub problems: Vec<Problem>,
+    /// The running instances of the dynamic pools, as hosts of their platforms. Never
+    /// parsed: the controller adds them from cloud listings.
+    pub cloud_hosts: BTreeMap<HostName, Host>,
 }
 
 /// How a platform is served, by precedence: local, then dynamic, then dynamic-pool,
@@ -237,6 +241,7 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
         local_platforms,
         dynamic_platforms,
         problems,
+        cloud_hosts: BTreeMap::new(),
     }
 }
 
@@ -310,10 +315,23 @@ impl PoolConfig {
     /// Valid hosts that serve a static pool: their platform is not taken by the
     /// local or a dynamic strategy. These are the hosts the allocation ledger uses.
     pub fn pool_hosts(&self) -> impl Iterator<Item = &Host> + '_ {
-        self.hosts.values().filter(|h| {
-            !self.local_platforms.contains(&h.platform)
-                && !self.dynamic_platforms.contains_key(&h.platform)
-        })
+        self.hosts
+            .values()
+            .filter(|h| {
+                !self.local_platforms.contains(&h.platform)
+                    && !self.dynamic_platforms.contains_key(&h.platform)
+            })
+            .chain(self.cloud_hosts.values())
+    }
+
+    /// Platforms whose hosts come and go (dynamic pools): a TaskRun waits for a new
+    /// instance instead of failing when none is there.
+    pub fn elastic_platforms(&self) -> BTreeSet<Platform> {
+        self.dynamic_platforms
+            .values()
+            .filter(|d| d.strategy == DynamicStrategy::DynamicPool && d.unsupported().is_none())
+            .map(|d| d.platform.clone())
+            .collect()
     }
 
     /// Every platform the configuration serves or tries to serve, sorted.

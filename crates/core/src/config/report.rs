@@ -153,6 +153,41 @@ pub fn render(config: &PoolConfig, extra: &[Problem], source: &str) -> String {
     out
 }
 
+/// What a cloud platform's TaskRuns get, in one line.
+fn describe_cloud(
+    platform: &Platform,
+    settings: &super::DynamicSettings,
+    aws: &super::AwsSettings,
+) -> String {
+    let (instance_type, region, max) = (&aws.instance_type, &aws.region, settings.max_instances);
+    match &settings.strategy {
+        super::StrategySettings::Pool {
+            concurrency,
+            max_age,
+        } => format!(
+            ": a pool of up to {max} {instance_type} instance(s) in {region}, {concurrency} \
+             TaskRun(s) each, a throwaway user per TaskRun; an instance older than {} \
+             minute(s) takes no new TaskRun and is terminated once idle",
+            max_age.as_secs() / 60
+        ),
+        super::StrategySettings::Dynamic { .. } => {
+            let os = platform.as_str();
+            let login = if os.starts_with("windows") {
+                "; Windows: the controller logs in as Administrator (PowerShell), hands the \
+                 konflux-builder account's key from C:\\Users\\Administrator\\konflux-builder \
+                 to the TaskRun and deletes the file"
+            } else if os.starts_with("macos") {
+                "; macOS: the controller logs in as ec2-user, hands the konflux-builder \
+                 account's key from ~ec2-user/konflux-builder to the TaskRun and deletes the \
+                 file"
+            } else {
+                ""
+            };
+            format!(": one {instance_type} instance per TaskRun in {region}, at most {max}{login}")
+        }
+    }
+}
+
 fn render_platform(out: &mut String, config: &PoolConfig, platform: &Platform) {
     match config.strategy(platform) {
         Some(Strategy::Local) => {
@@ -170,12 +205,7 @@ fn render_platform(out: &mut String, config: &PoolConfig, platform: &Platform) {
                     let what = dynamic
                         .and_then(|d| d.settings.as_ref())
                         .and_then(|s| Some((s, s.aws.as_ref()?)))
-                        .map_or(String::new(), |(s, aws)| {
-                            format!(
-                                ": one {} instance per TaskRun in {}, at most {}",
-                                aws.instance_type, aws.region, s.max_instances
-                            )
-                        });
+                        .map_or(String::new(), |(s, aws)| describe_cloud(platform, s, aws));
                     let _ = writeln!(out, "{platform}: {strategy} ({validity}){what}");
                 }
             }

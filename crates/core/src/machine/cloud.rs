@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use super::Core;
 use super::input::{HostFailure, LaunchFailure, Report};
-use super::output::{Effect, EventReason, LaunchOrder, Metric, VmOrder, VmReleaseOrder, Work};
+use super::output::{
+    Effect, EventReason, LaunchOrder, Metric, TerminationCause, VmOrder, VmReleaseOrder, Work,
+};
 use super::run::{Op, Phase, QueueReason};
 use super::timers::backoff;
 use crate::allocation::{QuotaDecision, TaskRunKey};
@@ -34,7 +36,9 @@ impl Core {
             };
             match CloudPlatform::resolve(platform, settings, &config.settings) {
                 Ok(cloud) => {
-                    limits.insert(platform.clone(), cloud.max_instances);
+                    if cloud.pool.is_none() {
+                        limits.insert(platform.clone(), cloud.max_instances);
+                    }
                     self.clouds.insert(platform.clone(), cloud);
                 }
                 Err(err) => {
@@ -45,6 +49,9 @@ impl Core {
         for granted in self.quota.configure(&limits) {
             self.grant_vm(&granted);
         }
+        let clouds = self.clouds.clone();
+        self.configure_fleets(&clouds);
+        self.refresh_fleet_hosts();
     }
 
     /// The phase a TaskRun that holds a VM slot resumes in after a (re)start: its slot is
@@ -425,6 +432,17 @@ impl Core {
     /// A listing of a platform's instances: untracked ones count against its limit,
     /// old untracked ones are swept.
     pub(super) fn on_listing(&mut self, platform: &Platform, instances: &[CloudInstance]) {
+        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        for instance in instances {
+            *states
+                .entry(instance.state.as_str().to_owned())
+                .or_default() += 1;
+        }
+        self.instance_states.insert(platform.clone(), states);
+        if self.is_fleet(platform) {
+            self.on_fleet_listing(platform, instances);
+            return;
+        }
         let Some(cloud) = self.clouds.get(platform) else {
             return;
         };
@@ -444,13 +462,6 @@ impl Core {
             self.now,
             self.settings.sweep_grace,
         );
-        let mut states: BTreeMap<String, usize> = BTreeMap::new();
-        for instance in instances {
-            *states
-                .entry(instance.state.as_str().to_owned())
-                .or_default() += 1;
-        }
-        self.instance_states.insert(platform.clone(), states);
         if !result.doomed.is_empty() {
             self.metric(Metric::Swept {
                 platform: platform.clone(),
@@ -459,6 +470,7 @@ impl Core {
             self.effects.push_back(Effect::Terminate {
                 target,
                 instances: result.doomed,
+                cause: TerminationCause::Leaked,
             });
         }
         for granted in self.quota.listed(platform, result.untracked) {

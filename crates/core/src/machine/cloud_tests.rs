@@ -41,6 +41,7 @@ fn instance(n: u32, taskrun: &str, launched_secs: i64) -> CloudInstance {
         instance_type: "m6g.large".into(),
         taskrun: parse_taskrun_id(&format!("tenant:{taskrun}")),
         launched: from_unix_seconds(launched_secs),
+        address: Some(format!("127.77.1.{}", n % 250)),
     }
 }
 
@@ -457,15 +458,21 @@ fn a_taskrun_that_finishes_while_its_launch_is_in_flight_gets_its_vm_terminated(
 }
 
 #[test]
-fn windows_macos_and_pool_platforms_get_an_error_secret_that_says_so() {
+fn windows_and_macos_pools_and_ibm_platforms_get_an_error_secret_that_says_so() {
     let mut data: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    for (platform, list) in [
-        ("windows/amd64", "dynamic-platforms"),
-        ("linux/ppc64le", "dynamic-pool-platforms"),
+    for (platform, list, kind) in [
+        ("windows/amd64", "dynamic-pool-platforms", "aws"),
+        ("linux/s390x", "dynamic-platforms", "ibmz"),
     ] {
         data.insert(list.into(), platform.into());
         let label = platform.replace('/', "-");
-        for (k, v) in [("type", "aws"), ("max-instances", "2"), ("ssh-secret", "s")] {
+        for (k, v) in [
+            ("type", kind),
+            ("max-instances", "2"),
+            ("ssh-secret", "s390x-ssh"),
+            ("concurrency", "2"),
+            ("max-age", "60"),
+        ] {
             data.insert(format!("dynamic.{label}.{k}"), v.into());
         }
     }
@@ -473,11 +480,244 @@ fn windows_macos_and_pool_platforms_get_an_error_secret_that_says_so() {
     let (mut core, _) = start_core(CoreSettings::default(), present(config), Vec::new(), T0);
     let out = core.feed(Input::Observed(candidate("w", "windows/amd64", 0)), T0);
     let message = fail_message(&out).expect("error Secret");
-    assert!(
-        message.contains("Windows and macOS VMs are not supported"),
-        "{message}"
-    );
-    let out = core.feed(Input::Observed(candidate("p", "linux/ppc64le", 0)), T0);
+    assert!(message.contains("cannot be shared in a pool"), "{message}");
+    let out = core.feed(Input::Observed(candidate("z", "linux/s390x", 0)), T0);
     let message = fail_message(&out).expect("error Secret");
-    assert!(message.contains("dynamic pools of shared VMs"), "{message}");
+    assert!(message.contains("IBM Cloud VMs"), "{message}");
+}
+
+// ----- dynamic pools -----
+
+fn pool_config(max: &str, concurrency: &str, max_age_minutes: &str) -> PoolConfig {
+    config_with(
+        &[],
+        &[
+            ("dynamic-pool-platforms", ARM),
+            ("instance-tag", "prod-arm64"),
+            ("dynamic.linux-arm64.type", "aws"),
+            ("dynamic.linux-arm64.region", "us-east-1"),
+            ("dynamic.linux-arm64.ami", "ami-1"),
+            ("dynamic.linux-arm64.instance-type", "m6g.large"),
+            ("dynamic.linux-arm64.key-name", "kp"),
+            ("dynamic.linux-arm64.aws-secret", "aws-account"),
+            ("dynamic.linux-arm64.ssh-secret", "aws-ssh"),
+            ("dynamic.linux-arm64.max-instances", max),
+            ("dynamic.linux-arm64.concurrency", concurrency),
+            ("dynamic.linux-arm64.max-age", max_age_minutes),
+        ],
+    )
+}
+
+fn pool_launches(out: &[Command]) -> usize {
+    out.iter()
+        .filter(|c| matches!(c, Command::LaunchPool(_)))
+        .count()
+}
+
+fn provisioned_on(out: &[Command]) -> Vec<(String, String)> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Provision(o) => Some((o.taskrun.key.name.clone(), o.host.name.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn host_name(n: u32) -> HostName {
+    HostName::parse(id(n).as_str()).unwrap()
+}
+
+/// A pool core, listed empty once.
+fn pool(max: &str, concurrency: &str, max_age: &str) -> Core {
+    let (mut core, _) = start_core(
+        CoreSettings::default(),
+        present(pool_config(max, concurrency, max_age)),
+        Vec::new(),
+        T0,
+    );
+    core.feed(Input::CloudListing(arm(), Vec::new()), T0);
+    core
+}
+
+/// Instance `n` of the pool came up at `address` and its first probe passed.
+fn instance_up(core: &mut Core, n: u32, ms: i64) -> Vec<Command> {
+    let out = core.feed(
+        Input::PoolLaunched(arm(), Ok((id(n), Some(format!("127.77.1.{n}"))))),
+        ms,
+    );
+    assert!(
+        out.contains(&Command::Probe {
+            host: host_name(n),
+            reason: None
+        }),
+        "a new instance is probed before use: {out:?}"
+    );
+    core.feed(Input::Health(host_name(n), true), ms)
+}
+
+#[test]
+fn a_pool_launches_for_its_waiters_up_to_max_instances_and_shares_each_instance() {
+    let mut core = pool("2", "2", "60");
+    let mut launched = 0;
+    for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        let out = core.feed(
+            Input::Observed(candidate(name, ARM, i64::try_from(i).unwrap())),
+            T0,
+        );
+        assert!(fail_message(&out).is_none(), "pool TaskRuns wait: {out:?}");
+        launched += pool_launches(&out);
+        core.feed(Input::Report(key(name), Report::Done), T0);
+    }
+    assert_eq!(
+        launched, 2,
+        "five waiters, two per instance, at most two instances"
+    );
+    let out = instance_up(&mut core, 1, T0 + 1_000);
+    assert_eq!(
+        provisioned_on(&out),
+        [
+            ("a".into(), host_name(1).to_string()),
+            ("b".into(), host_name(1).to_string())
+        ]
+    );
+    let out = instance_up(&mut core, 2, T0 + 2_000);
+    assert_eq!(provisioned_on(&out).len(), 2, "{out:?}");
+    // At the limit: "e" waits for a free slot, no third instance.
+    assert_eq!(pool_launches(&out), 0);
+    assert_eq!(core.gauges().platforms[ARM].pool_size, 4);
+}
+
+#[test]
+fn an_old_instance_drains_and_is_terminated_once_idle() {
+    let mut core = pool("1", "2", "1");
+    core.feed(Input::Observed(candidate("a", ARM, 0)), T0);
+    core.feed(Input::Report(key("a"), Report::Done), T0);
+    instance_up(&mut core, 1, T0);
+    core.feed(Input::Report(key("a"), Report::Provisioned), T0);
+    // Past max-age (one minute) it runs "a": no new TaskRun, no termination yet.
+    let later = T0 + 61_000;
+    let out = core.feed(Input::Tick, later);
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::Terminate(_))),
+        "{out:?}"
+    );
+    let out = core.feed(Input::Observed(candidate("b", ARM, 1)), later);
+    assert!(
+        provisioned_on(&out).is_empty(),
+        "an old instance takes nothing new"
+    );
+    core.feed(Input::Report(key("b"), Report::Done), later);
+    // "a" finishes: the instance is idle and retired; "b" gets a new instance.
+    core.feed(Input::Observed(finished(candidate("a", ARM, 0))), later);
+    let out = core.feed(Input::Report(key("a"), Report::Released), later);
+    assert!(out.contains(&Command::Terminate(vec![id(1)])), "{out:?}");
+    assert_eq!(
+        pool_launches(&out),
+        0,
+        "still at the limit until it is gone"
+    );
+    let out = core.feed(Input::CloudListing(arm(), Vec::new()), later + 1_000);
+    assert_eq!(pool_launches(&out), 1, "{out:?}");
+}
+
+#[test]
+fn taskruns_resumed_on_a_pool_instance_wait_for_the_listing() {
+    let mut resumed = candidate("a", ARM, 0);
+    resumed.finalizer = true;
+    resumed.assigned_host = Some(id(1).as_str().to_owned());
+    let (mut core, out) = start_core(
+        CoreSettings::default(),
+        present(pool_config("2", "2", "60")),
+        vec![resumed],
+        T0,
+    );
+    assert!(provisioned_on(&out).is_empty(), "{out:?}");
+    assert!(fail_message(&out).is_none(), "{out:?}");
+    // Its slot is its own (from the label): the work resumes as soon as the
+    // instance is known again, while the new host is probed for others.
+    let out = core.feed(
+        Input::CloudListing(arm(), vec![instance(1, "whoever", T0 / 1000)]),
+        T0,
+    );
+    assert!(out.contains(&Command::Probe {
+        host: host_name(1),
+        reason: None
+    }));
+    assert_eq!(
+        provisioned_on(&out),
+        [("a".into(), host_name(1).to_string())]
+    );
+}
+
+#[test]
+fn a_pool_that_cannot_launch_fails_its_waiters() {
+    let mut core = pool("2", "2", "60");
+    let out = core.feed(Input::Observed(candidate("a", ARM, 0)), T0);
+    assert_eq!(pool_launches(&out), 1);
+    core.feed(Input::Report(key("a"), Report::Done), T0);
+    let out = core.feed(
+        Input::PoolLaunched(
+            arm(),
+            Err(LaunchFailure {
+                code: "InvalidAMIID.NotFound".into(),
+                message: "no such image".into(),
+                retryable: false,
+                ambiguous: false,
+            }),
+        ),
+        T0,
+    );
+    let message = fail_message(&out).expect("error Secret");
+    assert!(message.contains("InvalidAMIID.NotFound"), "{message}");
+}
+
+#[test]
+fn a_pool_instance_that_never_answers_is_swept_and_replaced() {
+    let mut core = pool("1", "2", "60");
+    let out = core.feed(Input::Observed(candidate("a", ARM, 0)), T0);
+    assert_eq!(pool_launches(&out), 1);
+    core.feed(Input::Report(key("a"), Report::Done), T0);
+    core.feed(
+        Input::PoolLaunched(arm(), Ok((id(1), Some("127.77.1.1".into())))),
+        T0,
+    );
+    core.feed(Input::Health(host_name(1), false), T0 + 1_000);
+    // Within twice the sweep grace it may still be booting.
+    let listing = vec![instance(1, "a", T0 / 1000)];
+    let out = core.feed(Input::CloudListing(arm(), listing.clone()), T0 + 599_000);
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::Terminate(_))),
+        "{out:?}"
+    );
+    let out = core.feed(Input::CloudListing(arm(), listing), T0 + 601_000);
+    assert!(out.contains(&Command::Terminate(vec![id(1)])), "{out:?}");
+    let out = core.feed(Input::CloudListing(arm(), Vec::new()), T0 + 602_000);
+    assert_eq!(
+        pool_launches(&out),
+        1,
+        "a replacement for the waiter: {out:?}"
+    );
+}
+
+#[test]
+fn idle_instances_above_max_instances_are_swept_newest_first() {
+    let (mut core, _) = start_core(
+        CoreSettings::default(),
+        present(pool_config("1", "2", "60")),
+        Vec::new(),
+        T0,
+    );
+    // After a restart the cloud shows two instances of a one-instance pool.
+    let out = core.feed(
+        Input::CloudListing(
+            arm(),
+            vec![
+                instance(1, "x", T0 / 1000 - 20),
+                instance(2, "y", T0 / 1000 - 10),
+            ],
+        ),
+        T0,
+    );
+    assert!(out.contains(&Command::Terminate(vec![id(2)])), "{out:?}");
+    assert!(!out.contains(&Command::Terminate(vec![id(1)])), "{out:?}");
 }

@@ -35,6 +35,12 @@ pub enum Input {
     /// missing or refused): launches are tried anyway and fail with the same error, so
     /// TaskRuns get an error Secret instead of waiting for a listing that never comes.
     CloudUnavailable(Platform),
+    /// A launch for a dynamic pool ended: the instance and its address (once it had
+    /// one), or why it failed.
+    PoolLaunched(
+        Platform,
+        Result<(InstanceId, Option<String>), LaunchFailure>,
+    ),
     /// Time passed: due timers fire.
     Tick,
 }

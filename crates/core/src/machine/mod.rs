@@ -31,6 +31,7 @@
 //!   is retried with a capped exponential backoff.
 
 mod cloud;
+mod fleet;
 mod gauges;
 mod input;
 mod observe;
@@ -62,7 +63,7 @@ pub use input::{ConfigInput, HostFailure, HostFailureKind, Input, LaunchFailure,
 pub use observed::Observed;
 pub use output::{
     Effect, EventOrder, EventReason, FailOrder, LaunchOrder, Metric, ProvisionOrder, ReleaseOrder,
-    TaskRunOrder, VmOrder, VmReleaseOrder, WaitOrder, Work,
+    TaskRunOrder, TerminationCause, VmOrder, VmReleaseOrder, WaitOrder, Work,
 };
 
 use crate::allocation::{InstanceQuota, Ledger, TaskRunKey};
@@ -135,6 +136,8 @@ pub struct Core {
     cloud_errors: BTreeMap<Platform, String>,
     /// Instances per state of each cloud platform, from its latest listing.
     instance_states: BTreeMap<Platform, BTreeMap<String, usize>>,
+    /// The instances of each dynamic pool.
+    fleets: BTreeMap<Platform, fleet::Fleet>,
     runs: HashMap<TaskRunKey, Run>,
     timers: Timers,
     now: Timestamp,
@@ -159,9 +162,11 @@ impl Core {
             Input::Reaped(host, users) => self.on_reaped(&host, &users),
             Input::CloudListing(platform, instances) => self.on_listing(&platform, &instances),
             Input::CloudUnavailable(platform) => self.on_cloud_unavailable(&platform),
+            Input::PoolLaunched(platform, launched) => self.on_fleet_launched(&platform, launched),
             Input::Tick => {}
         }
         self.fire_due_timers();
+        self.manage_fleets();
     }
 
     /// The next piece of work for the executor, oldest first.
@@ -181,7 +186,11 @@ impl Core {
 
     /// When the core next needs an [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.timers.next()
+        self.timers
+            .next()
+            .into_iter()
+            .chain(self.fleet_deadline())
+            .min()
     }
 
     /// The TaskRuns the core tracks (to detect ones deleted while a watch was down).

@@ -30,6 +30,11 @@ impl Core {
     }
 
     pub(super) fn issue_provision(&mut self, key: &TaskRunKey, host: &HostName) {
+        let platform = self.runs.get(key).and_then(|r| r.valid_platform().cloned());
+        if self.host_pending_listing(host, platform.as_ref()) {
+            // Resumed on an instance of a pool not listed yet: the listing decides.
+            return;
+        }
         let (Some(taskrun), Some(definition)) = (self.order(key), self.hosts.get(host).cloned())
         else {
             // A slot on a host we never saw configured cannot be provisioned: fail over.

@@ -87,14 +87,31 @@ pub enum Effect {
         /// Why it was taken down; `None` for a host that was never probed yet.
         reason: Option<String>,
     },
-    /// Terminate instances no TaskRun owns (the leaked-VM sweep); the next listing
-    /// shows whether it worked.
+    /// Launch an instance for a dynamic pool, wait for its address, and report with
+    /// [`super::Input::PoolLaunched`].
+    LaunchPool {
+        /// What to launch.
+        spec: Box<LaunchSpec>,
+    },
+    /// Terminate instances no TaskRun owns (the leaked-VM sweep) or a pool retires; the
+    /// next listing shows whether it worked.
     Terminate {
         /// Where they run.
         target: CloudTarget,
         /// Which, and why (for the log and the Event on host-config).
         instances: Vec<(InstanceId, String)>,
+        /// Whether these were leaked (worth a Warning) or retired by their pool (routine).
+        cause: TerminationCause,
     },
+}
+
+/// Why [`Effect::Terminate`] ends instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminationCause {
+    /// No TaskRun owns them: an admin should learn that capacity leaked.
+    Leaked,
+    /// A dynamic pool retires them (past `max-age` and idle): routine, not a warning.
+    Retired,
 }
 
 /// See [`Work::Launch`].

@@ -45,6 +45,7 @@ impl Core {
             clouds: BTreeMap::new(),
             cloud_errors: BTreeMap::new(),
             instance_states: BTreeMap::new(),
+            fleets: BTreeMap::new(),
             runs: HashMap::new(),
             timers: Timers::default(),
             now,

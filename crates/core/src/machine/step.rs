@@ -96,6 +96,19 @@ impl Core {
                 let unknown = !self.hosts.contains_key(&h);
                 let timed_out = (run.deleting || run.gone)
                     && elapsed(since, now) >= self.settings.release_give_up;
+                let platform = run.valid_platform().cloned();
+                if unknown && self.host_pending_listing(&h, platform.as_ref()) {
+                    // Resumed on an instance of a pool not listed yet: the listing decides.
+                    return;
+                }
+                if unknown && platform.as_ref().is_some_and(|p| self.is_fleet(p)) {
+                    // The pool instance is gone, and its users with it.
+                    self.issue_release(key, None);
+                    return;
+                }
+                let Some(run) = self.runs.get_mut(key) else {
+                    return;
+                };
                 if unknown || timed_out {
                     // The host cannot be cleaned now: release the TaskRun without it.
                     // The user stays behind and keeps its slot until the reaper removed it.
@@ -173,7 +186,12 @@ impl Core {
             }
             Route::Fail(err) => self.fail(key, err.to_string()),
             Route::Pool(_) => self.place_on_pool(key, platform),
-            Route::Cloud(_) => self.place_on_cloud(key, platform),
+            Route::Cloud(settings) => match settings.strategy {
+                crate::config::StrategySettings::Pool { .. } => self.place_on_pool(key, platform),
+                crate::config::StrategySettings::Dynamic { .. } => {
+                    self.place_on_cloud(key, platform);
+                }
+            },
         }
     }
 

@@ -35,6 +35,7 @@ pub(crate) enum Command {
     ProvisionVm(VmOrder),
     ReleaseVm(VmReleaseOrder),
     Terminate(Vec<crate::cloud::InstanceId>),
+    LaunchPool(crate::cloud::LaunchSpec),
 }
 
 /// Drains all three outputs of the core.
@@ -47,6 +48,7 @@ pub(crate) fn drain(core: &mut Core) -> Vec<Command> {
             Effect::Terminate { instances, .. } => {
                 Command::Terminate(instances.into_iter().map(|(id, _)| id).collect())
             }
+            Effect::LaunchPool { spec } => Command::LaunchPool(*spec),
         });
     }
     while let Some(work) = core.poll_work() {
