@@ -31,6 +31,9 @@ pub enum Reason {
     Timeout,
     /// 413
     RequestEntityTooLarge,
+    /// 500 without a reason: an error the API server did not turn into a `Status` (the
+    /// reason field is empty).
+    Unknown,
 }
 
 impl Reason {
@@ -49,6 +52,7 @@ impl Reason {
             Reason::InternalError => 500,
             Reason::Timeout => 504,
             Reason::RequestEntityTooLarge => 413,
+            Reason::Unknown => 500,
         }
     }
 
@@ -68,6 +72,7 @@ impl Reason {
             Reason::InternalError => "InternalError",
             Reason::Timeout => "Timeout",
             Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::Unknown => "",
         }
     }
 }
@@ -203,6 +208,9 @@ impl ApiError {
             "reason": self.reason.as_str(),
             "code": self.code(),
         });
+        if self.reason == Reason::Unknown {
+            status.as_object_mut().map(|m| m.remove("reason"));
+        }
         if let Some(d) = &self.details {
             let mut details = serde_json::Map::new();
             if !d.name.is_empty() {
