@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::error::ApiError;
 use crate::faults::{FaultConfig, Faults};
 use crate::http::{self, Shared};
-use crate::store::{Store, StoreConfig, WriteOptions};
+use crate::store::{Store, StoreConfig, WatchCacheWindow, WriteOptions};
 
 /// How to start a server.
 #[derive(Debug, Clone)]
@@ -23,9 +23,10 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// Faults to inject from the start (change them later with [`RunningServer::faults`]).
     pub faults: FaultConfig,
-    /// Changes kept per resource for watches that resume from a resourceVersion; older
-    /// resourceVersions get 410 Gone.
-    pub history_limit: usize,
+    /// The watch cache window of each resource: watches from a resourceVersion inside it
+    /// replay the changes since, older ones get 410 Gone. Default: the API server's (at
+    /// least 100 changes, every change of the last 75 s, at most 102 400).
+    pub watch_cache: WatchCacheWindow,
     /// Events buffered per watcher before a slow watcher is disconnected.
     pub watch_buffer: usize,
     /// How often watch streams that allow bookmarks get one.
@@ -41,7 +42,7 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             faults: FaultConfig::default(),
-            history_limit: store.history_limit,
+            watch_cache: store.watch_cache,
             watch_buffer: store.watch_buffer,
             bookmark_interval: Duration::from_secs(10),
             with_taskrun_crd: false,
@@ -110,7 +111,7 @@ impl Server {
         })?;
         let url = format!("http://{addr}");
         let store = Store::new(StoreConfig {
-            history_limit: options.history_limit.max(1),
+            watch_cache: options.watch_cache,
             watch_buffer: options.watch_buffer.max(16),
         });
         if options.with_taskrun_crd {
