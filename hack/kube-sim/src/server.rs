@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
 use crate::faults::{FaultConfig, Faults};
+use crate::http::throttle::InFlight;
 use crate::http::{self, Shared};
 use crate::store::{Store, StoreConfig, WatchCacheWindow, WriteOptions};
 
@@ -33,6 +34,13 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// Install the project's tekton.dev/v1 TaskRun CRD at start.
     pub with_taskrun_crd: bool,
+    /// `--max-requests-inflight`: read-only requests (get, list) served at once before
+    /// further ones get 429 Too Many Requests; watches do not count. 0 = unlimited.
+    /// Default 400, as the API server.
+    pub max_requests_inflight: usize,
+    /// `--max-mutating-requests-inflight`: writes served at once before 429. 0 = unlimited.
+    /// Default 200, as the API server.
+    pub max_mutating_requests_inflight: usize,
 }
 
 impl Default for Options {
@@ -46,6 +54,8 @@ impl Default for Options {
             watch_buffer: store.watch_buffer,
             bookmark_interval: Duration::from_secs(10),
             with_taskrun_crd: false,
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
         }
     }
 }
@@ -146,13 +156,19 @@ impl Server {
             addr,
             bookmark_interval: options.bookmark_interval.max(Duration::from_millis(10)),
             shutdown: shutdown_rx,
+            in_flight: InFlight::new(
+                options.max_requests_inflight,
+                options.max_mutating_requests_inflight,
+            ),
         });
+        let in_flight_handle = shared.in_flight.clone();
         let tasks = vec![
             tokio::spawn(http::serve(listener, shared)),
             tokio::spawn(store.clone().run_collectors()),
         ];
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim serving");
         Ok(RunningServer {
+            in_flight: in_flight_handle,
             addr,
             url,
             client,
@@ -211,6 +227,7 @@ pub struct RunningServer {
     _tmp: Option<tempfile::TempDir>,
     faults: Faults,
     store: Arc<Store>,
+    in_flight: Arc<InFlight>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -272,6 +289,11 @@ impl RunningServer {
             Err(e) if e.reason == crate::error::Reason::AlreadyExists => Ok(()),
             other => other,
         }
+    }
+
+    /// Requests refused with 429 Too Many Requests so far (the in-flight limit).
+    pub fn throttled_requests(&self) -> u64 {
+        self.in_flight.rejected()
     }
 
     /// Stops the server and waits until its tasks are gone.

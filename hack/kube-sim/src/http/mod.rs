@@ -3,6 +3,7 @@
 pub mod discovery;
 pub mod present;
 pub mod route;
+pub mod throttle;
 mod watch;
 
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub bookmark_interval: Duration,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub in_flight: Arc<throttle::InFlight>,
 }
 
 /// Serves connections until the task is aborted; connection tasks die with it.
@@ -115,6 +117,20 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    // The in-flight limit: watches are long-running and do not count.
+    let watch = method == Method::GET && flag(&query, "watch");
+    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let _slot = if watch {
+        None
+    } else {
+        match shared.in_flight.enter(mutating) {
+            Some(slot) => Some(slot),
+            None => {
+                tracing::debug!(%method, %path, "request throttled (in-flight limit)");
+                return throttle::too_many_requests();
+            }
+        }
+    };
     let response = match route::parse(&path) {
         Route::Version => json_response(StatusCode::OK, &discovery::version()),
         Route::Health => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ok")),

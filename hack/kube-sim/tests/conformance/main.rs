@@ -17,4 +17,5 @@ mod patch;
 mod runtime;
 mod scale;
 mod selectors;
+mod throttle;
 mod watch;
