@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
+use crate::crds::CrdError;
+use crate::error::{ApiError, Reason};
 use crate::faults::{FaultConfig, Faults};
 use crate::http::throttle::InFlight;
 use crate::http::{self, Shared};
@@ -32,8 +33,8 @@ pub struct Options {
     pub watch_buffer: usize,
     /// How often watch streams that allow bookmarks get one.
     pub bookmark_interval: Duration,
-    /// Install the project's tekton.dev/v1 TaskRun CRD at start.
-    pub with_taskrun_crd: bool,
+    /// Install the upstream Tekton CRDs ([`crate::crds`]) at start.
+    pub with_tekton_crds: bool,
     /// `--max-requests-inflight`: read-only requests (get, list) served at once before
     /// further ones get 429 Too Many Requests; watches do not count. 0 = unlimited.
     /// Default 400, as the API server.
@@ -53,7 +54,7 @@ impl Default for Options {
             watch_cache: store.watch_cache,
             watch_buffer: store.watch_buffer,
             bookmark_interval: Duration::from_secs(10),
-            with_taskrun_crd: false,
+            with_tekton_crds: false,
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
         }
@@ -97,8 +98,11 @@ pub enum Error {
         /// The cause.
         source: kube::Error,
     },
-    /// The TaskRun CRD was refused (a bug in the shipped CRD).
-    #[error("installing the TaskRun CRD failed: {0}")]
+    /// The Tekton CRDs could not be read.
+    #[error(transparent)]
+    TektonCrds(#[from] CrdError),
+    /// A Tekton CRD was refused.
+    #[error("installing the Tekton CRDs failed: {0}")]
     Crd(ApiError),
 }
 
@@ -124,8 +128,8 @@ impl Server {
             watch_cache: options.watch_cache,
             watch_buffer: options.watch_buffer.max(16),
         });
-        if options.with_taskrun_crd {
-            install_taskrun_crd(&store).map_err(Error::Crd)?;
+        if options.with_tekton_crds {
+            install_tekton_crds(&store)?;
         }
         let faults = Faults::new(options.faults.clone());
 
@@ -204,18 +208,19 @@ pub fn kubeconfig_yaml(url: &str) -> String {
     )
 }
 
-fn install_taskrun_crd(store: &Store) -> Result<(), ApiError> {
+/// Creates the Tekton CRDs that do not exist yet.
+fn install_tekton_crds(store: &Store) -> Result<(), Error> {
     let info = store
         .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .ok_or_else(|| ApiError::internal("CRDs are not served"))?;
-    store
-        .create(
-            &info,
-            None,
-            crate::crds::taskrun_crd_value(),
-            &WriteOptions::manager("kube-sim"),
-        )
-        .map(|_| ())
+        .ok_or_else(|| Error::Crd(ApiError::internal("CRDs are not served")))?;
+    for crd in crate::crds::tekton_crds()?.iter() {
+        match store.create(&info, None, crd.clone(), &WriteOptions::manager("kube-sim")) {
+            Ok(_) => {}
+            Err(e) if e.reason == Reason::AlreadyExists => {}
+            Err(e) => return Err(Error::Crd(e)),
+        }
+    }
+    Ok(())
 }
 
 /// A running server. Dropping it stops the server and closes every connection.
@@ -283,12 +288,9 @@ impl RunningServer {
         self.store.compact();
     }
 
-    /// Installs the project's TaskRun CRD (no-op when it exists).
-    pub fn install_taskrun_crd(&self) -> Result<(), ApiError> {
-        match install_taskrun_crd(&self.store) {
-            Err(e) if e.reason == crate::error::Reason::AlreadyExists => Ok(()),
-            other => other,
-        }
+    /// Installs the upstream Tekton CRDs ([`crate::crds`]); those that exist are kept.
+    pub fn install_tekton_crds(&self) -> Result<(), Error> {
+        install_tekton_crds(&self.store)
     }
 
     /// Requests refused with 429 Too Many Requests so far (the in-flight limit).

@@ -203,6 +203,7 @@ impl State {
         }
         body["apiVersion"] = json!(api_version);
         body["kind"] = json!(info.kind);
+        decode_checks(info, &mut body);
 
         let gr = info.storage_resource();
         let ns_name = if info.namespaced {
@@ -305,6 +306,7 @@ impl State {
         create_defaults(info, &mut body)?;
         normalize_write(info, &mut body);
         validate_meta(info, &body)?;
+        validate_schema(info, &body, None)?;
 
         let entries = entries.unwrap_or_else(|| {
             let mut e = Vec::new();
@@ -400,6 +402,7 @@ impl State {
         entries: Option<Vec<ManagedEntry>>,
     ) -> ApiResult<Arc<Stored>> {
         let cur = &current.value;
+        decode_checks(info, &mut new);
         if info.status_subresource {
             let mut merged = if status { cur.clone() } else { new.clone() };
             let status_from = if status { &new } else { cur };
@@ -437,6 +440,7 @@ impl State {
         }
         normalize_write(info, &mut new);
         validate_meta(info, &new)?;
+        validate_schema(info, &new, Some(cur))?;
         if object::is_deleting(cur) {
             let before = object::finalizers(cur);
             let added: Vec<String> = object::finalizers(&new)
@@ -745,6 +749,34 @@ impl State {
         }
         Ok(stored)
     }
+}
+
+/// What decoding a custom resource does on the API server: fields its structural schema
+/// does not declare are dropped, and the schema's defaults are filled in.
+fn decode_checks(info: &ResourceInfo, obj: &mut Value) {
+    if let Some(schema) = &info.schema {
+        schema.structural.prune(obj);
+        schema.structural.apply_defaults(obj);
+    }
+}
+
+/// Validates a custom resource against its CRD version's schema (ratcheting against the
+/// live object on updates).
+fn validate_schema(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let Some(schema) = &info.schema else {
+        return Ok(());
+    };
+    let errors = schema.structural.validate(obj, old);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Err(ApiError::invalid(
+        &info.group,
+        &info.kind,
+        object::name(obj),
+        &causes,
+    ))
 }
 
 impl ApiError {

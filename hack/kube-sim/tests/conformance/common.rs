@@ -40,9 +40,9 @@ pub async fn create_cm(env: &TestEnv, name: &str, labels: &[(&str, &str)]) -> Co
         .unwrap()
 }
 
-/// The TaskRun API of the test namespace (installs the CRD first).
+/// The TaskRun API of the test namespace (installs the upstream Tekton CRDs first).
 pub async fn taskruns(env: &TestEnv) -> Api<DynamicObject> {
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     Api::namespaced_with(
         env.client(),
         env.namespace(),

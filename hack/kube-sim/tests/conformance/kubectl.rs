@@ -94,8 +94,16 @@ spec:
       value: linux/arm64
 "#;
 
-fn crd_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/tekton-taskrun.yaml")
+/// The upstream TaskRun CRD without its webhook conversion, written to `dir`.
+fn crd_file(dir: &Path) -> PathBuf {
+    let crds = kube_sim::crds::tekton_crds().unwrap_or_else(|e| panic!("{e}"));
+    let taskrun = crds
+        .iter()
+        .find(|c| c["metadata"]["name"] == kube_sim::crds::TASKRUN_CRD_NAME)
+        .expect("the TaskRun CRD");
+    let path = dir.join("taskrun-crd.json");
+    std::fs::write(&path, serde_json::to_vec(taskrun).unwrap()).unwrap();
+    path
 }
 
 /// The TaskRun round trip every kubectl test does.
@@ -146,7 +154,7 @@ fn taskrun_round_trip(kubeconfig: &Path, namespace: &str) {
                 "--type",
                 "merge",
                 "-p",
-                r#"{"status":{"conditions":[{"type":"Succeeded","status":"True","reason":"Done"}]}}"#,
+                r#"{"status":{"podName":"kubectl-run-pod","conditions":[{"type":"Succeeded","status":"True","reason":"Done"}]}}"#,
             ],
             None,
         );
@@ -173,23 +181,19 @@ async fn kubectl_drives_taskruns_through_the_test_environment() {
             cache.path().to_path_buf(),
         );
         tokio::task::spawn_blocking(move || {
+            let file = crd_file(&dir);
             kubectl(
                 &path,
                 &dir,
                 &ns,
-                &[
-                    "apply",
-                    "--validate=false",
-                    "-f",
-                    crd_file().to_str().unwrap(),
-                ],
+                &["apply", "--validate=false", "-f", file.to_str().unwrap()],
                 None,
             )
         })
         .await
         .unwrap();
     }
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     let (path, ns) = (
         env.kubeconfig_path().to_path_buf(),
         env.namespace().to_string(),
@@ -300,16 +304,12 @@ fn kubectl_drives_taskruns_against_the_kube_sim_binary() {
         .expect("the binary prints an export KUBECONFIG line");
     assert_eq!(Path::new(&printed), kubeconfig);
     let cache = tempfile::tempdir().unwrap();
+    let file = crd_file(dir.path());
     kubectl(
         &kubeconfig,
         cache.path(),
         "default",
-        &[
-            "apply",
-            "-f",
-            crd_file().to_str().unwrap(),
-            "--validate=false",
-        ],
+        &["apply", "--validate=false", "-f", file.to_str().unwrap()],
         None,
     );
     let crds = kubectl(

@@ -17,5 +17,6 @@ mod patch;
 mod runtime;
 mod scale;
 mod selectors;
+mod tekton;
 mod throttle;
 mod watch;
