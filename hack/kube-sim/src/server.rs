@@ -164,6 +164,7 @@ impl Server {
                 options.max_requests_inflight,
                 options.max_mutating_requests_inflight,
             ),
+            openapi: Default::default(),
         });
         let in_flight_handle = shared.in_flight.clone();
         let tasks = vec![

@@ -226,6 +226,8 @@ pub(crate) struct State {
     next_watcher_id: u64,
     /// resourceVersion of the last full compaction; new collections start from it.
     compacted_floor: u64,
+    /// Bumped whenever the resource table changes (CRDs), for cached documents.
+    table_generation: u64,
     config: StoreConfig,
 }
 
@@ -259,6 +261,7 @@ impl Store {
                 gc_queue: VecDeque::new(),
                 next_watcher_id: 0,
                 compacted_floor: 0,
+                table_generation: 0,
                 config,
             }),
             gc_wakeup: Notify::new(),
@@ -288,6 +291,11 @@ impl Store {
     /// A snapshot of the resource table (for discovery).
     pub fn table(&self) -> ResourceTable {
         self.lock().table.clone()
+    }
+
+    /// Changes whenever the resource table changes (a CRD was written or deleted).
+    pub fn table_generation(&self) -> u64 {
+        self.lock().table_generation
     }
 
     /// The current (latest) resourceVersion.
@@ -483,6 +491,7 @@ impl State {
                 .to_string()
         };
         let gr = GroupResource::new(&s("/spec/group"), &s("/spec/names/plural"));
+        self.table_generation += 1;
         self.table.remove(&gr);
         if removed {
             // Dropping the collection closes its watch streams, as a real cluster does.

@@ -10,6 +10,7 @@ use super::rules::{
 };
 use super::{FOREGROUND_FINALIZER, GcWork, ORPHAN_FINALIZER, ObjKey, State, Store, Stored};
 use crate::error::{ApiError, ApiResult, Reason};
+use crate::fieldcheck::{FieldCheck, WriteVerb};
 use crate::managed::{self, ManagedEntry};
 use crate::object::{self, meta, meta_mut};
 use crate::patch::{self, PatchKind};
@@ -24,6 +25,10 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force=true` for server-side apply.
     pub force: bool,
+    /// Field validation (`fieldValidation`) and its warnings.
+    pub fields: FieldCheck,
+    /// Which verb writes (the API server words field validation errors per verb).
+    pub verb: WriteVerb,
 }
 
 impl WriteOptions {
@@ -203,7 +208,8 @@ impl State {
         }
         body["apiVersion"] = json!(api_version);
         body["kind"] = json!(info.kind);
-        decode_checks(info, &mut body);
+        let unknown = decode_checks(info, &mut body)?;
+        opts.fields.report(info, &unknown, opts.verb)?;
 
         let gr = info.storage_resource();
         let ns_name = if info.namespaced {
@@ -402,7 +408,8 @@ impl State {
         entries: Option<Vec<ManagedEntry>>,
     ) -> ApiResult<Arc<Stored>> {
         let cur = &current.value;
-        decode_checks(info, &mut new);
+        let unknown = decode_checks(info, &mut new)?;
+        opts.fields.report(info, &unknown, opts.verb)?;
         if info.status_subresource {
             let mut merged = if status { cur.clone() } else { new.clone() };
             let status_from = if status { &new } else { cur };
@@ -751,12 +758,18 @@ impl State {
     }
 }
 
-/// What decoding a custom resource does on the API server: fields its structural schema
-/// does not declare are dropped, and the schema's defaults are filled in.
-fn decode_checks(info: &ResourceInfo, obj: &mut Value) {
-    if let Some(schema) = &info.schema {
-        schema.structural.prune(obj);
-        schema.structural.apply_defaults(obj);
+/// What decoding a written object does on the API server: unknown fields are dropped (the
+/// CRD's structural schema, or the built-in kind's Go type), and a custom resource gets its
+/// schema's defaults. Returns the dropped fields for field validation.
+fn decode_checks(info: &ResourceInfo, obj: &mut Value) -> ApiResult<Vec<String>> {
+    match &info.schema {
+        Some(schema) => {
+            let unknown = schema.structural.prune(obj);
+            schema.structural.apply_defaults(obj);
+            Ok(unknown)
+        }
+        None if info.custom => Ok(Vec::new()),
+        None => crate::typed::prune_builtin(info, obj),
     }
 }
 

@@ -11,6 +11,7 @@ mod crd;
 mod crud;
 mod delete_gc;
 mod faults;
+mod fieldvalidation;
 mod kinds;
 mod kubectl;
 mod patch;
