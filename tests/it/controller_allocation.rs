@@ -2,8 +2,6 @@
 //! Waiting Event with the queue position) and hands freed slots on strictly in creation
 //! order; cancelling or deleting a TaskRun, running or waiting, frees what it held.
 
-
-
 use crate::common_controller::{
     assert_hosts_clean, assert_login_works, assert_never_allocated, assert_waiting,
     bed_with_controller, created_secs, event_reasons, user, wait_first_served, wait_not_waiting,

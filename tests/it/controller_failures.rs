@@ -4,8 +4,6 @@
 //! for its host (or, for a deleted TaskRun, leaves the user to the reaper). API writes
 //! that fail (injected 500s and 409s) only delay the work; a stale Secret is replaced.
 
-
-
 use std::time::Duration;
 
 use crate::common_controller::{

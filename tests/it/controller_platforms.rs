@@ -3,8 +3,6 @@
 //! a local platform gets `host: localhost`; a missing host-config makes new TaskRuns
 //! wait until it exists, and fails them after the grace period if it never comes.
 
-
-
 use std::time::Duration;
 
 use crate::common_controller::{

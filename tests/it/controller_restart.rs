@@ -3,8 +3,6 @@
 //! twice, every TaskRun served or released; and a deletion the TaskRun watch never
 //! delivered is learnt from the re-list.
 
-
-
 use std::time::Duration;
 
 use crate::common_controller::{

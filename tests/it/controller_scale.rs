@@ -6,8 +6,6 @@
 //! users than the host's concurrency; every TaskRun must get a Secret whose key logs in;
 //! at the end nothing may be left.
 
-
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

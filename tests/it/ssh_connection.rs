@@ -1,8 +1,6 @@
 //! The connection side against real sshd hosts: host-key checking, admin keys,
 //! timeouts and reconnects.
 
-
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,8 +1,6 @@
 //! Key material never reaches the logs, at any level, including russh's own `log`
 //! records. A separate test binary: it installs the process-wide subscriber.
 
-
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

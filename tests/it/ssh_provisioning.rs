@@ -1,8 +1,6 @@
 //! Provisioning and cleanup of build users against real OpenSSH sshd hosts, checked the
 //! way a build sees them: through the OpenSSH client with the issued key.
 
-
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
