@@ -50,13 +50,17 @@ pub async fn taskruns(env: &TestEnv) -> Api<DynamicObject> {
     )
 }
 
-/// A TaskRun object as a Tekton user would write it.
+/// A TaskRun object as a Tekton user would write it (Tekton's webhook wants exactly one of
+/// `taskRef` and `taskSpec`).
 pub fn taskrun(name: &str, extra: Value) -> DynamicObject {
     let mut v = json!({
         "apiVersion": "tekton.dev/v1",
         "kind": "TaskRun",
         "metadata": {"name": name},
-        "spec": {"params": [{"name": "PLATFORM", "value": "linux/arm64"}]}
+        "spec": {
+            "params": [{"name": "PLATFORM", "value": "linux/arm64"}],
+            "taskRef": {"name": "kube-sim-conformance"}
+        }
     });
     json_patch::merge(&mut v, &extra);
     serde_json::from_value(v).unwrap()

@@ -92,6 +92,7 @@ async fn unknown_fields_are_pruned_and_defaults_filled_in() {
                 "notATaskRunField": 1,
                 "workspaces": [{"name": "config", "configMap": {}}],
                 // spec.taskSpec keeps unknown fields (x-kubernetes-preserve-unknown-fields).
+                "taskRef": null,
                 "taskSpec": {"steps": [{"name": "s", "image": "i", "anything": {"goes": true}}]}
             },
             "extraTopLevel": "x"
