@@ -131,21 +131,46 @@ impl FieldCheck {
 /// Parses JSON like `serde_json::from_slice`, and also returns the paths of keys given more
 /// than once in an object (the last one wins, as in Go).
 pub fn parse_json_with_duplicates(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
-    let duplicates = std::cell::RefCell::new(Vec::new());
+    let state = Parse::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Node {
-        path: String::new(),
-        duplicates: &duplicates,
-    }
-    .deserialize(&mut de)?;
+    let value = Node(&state).deserialize(&mut de)?;
     de.end()?;
-    Ok((value, duplicates.into_inner()))
+    Ok((value, state.duplicates.into_inner()))
 }
 
-struct Node<'a> {
-    path: String,
-    duplicates: &'a std::cell::RefCell<Vec<String>>,
+/// A step of the path to the value being parsed.
+enum Seg {
+    Key(String),
+    Index(usize),
 }
+
+/// The path being parsed (a stack, so keys are not copied into a path per value) and the
+/// duplicates found.
+#[derive(Default)]
+struct Parse {
+    path: std::cell::RefCell<Vec<Seg>>,
+    duplicates: std::cell::RefCell<Vec<String>>,
+}
+
+impl Parse {
+    fn path(&self) -> String {
+        let mut out = String::new();
+        for seg in self.path.borrow().iter() {
+            match seg {
+                Seg::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Seg::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+}
+
+struct Node<'a>(&'a Parse);
 
 impl<'de> DeserializeSeed<'de> for Node<'_> {
     type Value = Value;
@@ -189,26 +214,34 @@ impl<'de> Visitor<'de> for Node<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(Node {
-            path: format!("{}[{}]", self.path, items.len()),
-            duplicates: self.duplicates,
-        })? {
-            items.push(v);
+        loop {
+            self.0.path.borrow_mut().push(Seg::Index(items.len()));
+            let next = seq.next_element_seed(Node(self.0));
+            self.0.path.borrow_mut().pop();
+            match next? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
+            }
         }
-        Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = crate::schema::join(&self.path, &key);
-            let value = map.next_value_seed(Node {
-                path: path.clone(),
-                duplicates: self.duplicates,
-            })?;
-            if out.insert(key, value).is_some() {
-                self.duplicates.borrow_mut().push(path);
+            self.0.path.borrow_mut().push(Seg::Key(key));
+            let value = map.next_value_seed(Node(self.0));
+            let popped = self.0.path.borrow_mut().pop();
+            let Some(Seg::Key(key)) = popped else {
+                return Err(serde::de::Error::custom("the parse path is out of step"));
+            };
+            let value = value?;
+            if out.contains_key(&key) {
+                self.0.path.borrow_mut().push(Seg::Key(key.clone()));
+                let path = self.0.path();
+                self.0.path.borrow_mut().pop();
+                self.0.duplicates.borrow_mut().push(path);
             }
+            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }

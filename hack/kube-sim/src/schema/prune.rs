@@ -11,12 +11,7 @@ impl Structural {
     /// paths (`spec.foo`, `spec.ports[0].bar`) in document order, for field validation.
     pub fn prune(&self, obj: &mut Value) -> Vec<String> {
         let mut pruned = Vec::new();
-        // The resource root keeps apiVersion, kind and metadata like an embedded resource.
-        let root = Structural {
-            embedded_resource: true,
-            ..self.clone()
-        };
-        prune(obj, Some(&root), "", &mut pruned);
+        prune(obj, Some(self), "", &mut pruned, true);
         pruned
     }
 
@@ -28,11 +23,13 @@ impl Structural {
     }
 }
 
-fn prune(x: &mut Value, s: Option<&Structural>, path: &str, pruned: &mut Vec<String>) {
+/// `root`: the resource root, which keeps apiVersion, kind and metadata like an embedded
+/// resource.
+fn prune(x: &mut Value, s: Option<&Structural>, path: &str, pruned: &mut Vec<String>, root: bool) {
     if let Some(s) = s
         && s.preserve_unknown
     {
-        skip_prune(x, s, path, pruned);
+        skip_prune(x, s, path, pruned, root);
         return;
     }
     match x {
@@ -44,14 +41,14 @@ fn prune(x: &mut Value, s: Option<&Structural>, path: &str, pruned: &mut Vec<Str
             };
             let keys: Vec<String> = m.keys().cloned().collect();
             for k in keys {
-                if s.embedded_resource && keeps_meta_field(&k, m, path, pruned) {
+                if (root || s.embedded_resource) && keeps_meta_field(&k, m, path, pruned) {
                     continue;
                 }
                 let child = join(path, &k);
                 match s.child(&k) {
                     Some(c) => {
                         if let Some(v) = m.get_mut(&k) {
-                            prune(v, Some(c), &child, pruned);
+                            prune(v, Some(c), &child, pruned, false);
                         }
                     }
                     None => {
@@ -64,7 +61,7 @@ fn prune(x: &mut Value, s: Option<&Structural>, path: &str, pruned: &mut Vec<Str
         Value::Array(items) => {
             let item_schema = s.and_then(|s| s.items.as_deref());
             for (i, v) in items.iter_mut().enumerate() {
-                prune(v, item_schema, &format!("{path}[{i}]"), pruned);
+                prune(v, item_schema, &format!("{path}[{i}]"), pruned, false);
             }
         }
         _ => {}
@@ -72,23 +69,25 @@ fn prune(x: &mut Value, s: Option<&Structural>, path: &str, pruned: &mut Vec<Str
 }
 
 /// `x-kubernetes-preserve-unknown-fields`: keep unknown fields, prune below declared ones.
-fn skip_prune(x: &mut Value, s: &Structural, path: &str, pruned: &mut Vec<String>) {
+fn skip_prune(x: &mut Value, s: &Structural, path: &str, pruned: &mut Vec<String>, root: bool) {
     match x {
         Value::Object(m) => {
             let keys: Vec<String> = m.keys().cloned().collect();
             for k in keys {
-                if s.embedded_resource && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                if (root || s.embedded_resource)
+                    && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                {
                     continue;
                 }
                 if let (Some(c), Some(v)) = (s.child(&k), m.get_mut(&k)) {
-                    prune(v, Some(c), &join(path, &k), pruned);
+                    prune(v, Some(c), &join(path, &k), pruned, false);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item) = s.items.as_deref() {
                 for (i, v) in items.iter_mut().enumerate() {
-                    skip_prune(v, item, &format!("{path}[{i}]"), pruned);
+                    skip_prune(v, item, &format!("{path}[{i}]"), pruned, false);
                 }
             }
         }

@@ -28,19 +28,7 @@ impl Structural {
     /// object are not checked again (validation ratcheting, on by default since 1.30).
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        // metadata is ObjectMeta: validated by the API server's own rules, not the schema.
-        let mut root = obj.clone();
-        if let Some(m) = root.as_object_mut() {
-            m.remove("metadata");
-        }
-        let old_root = old.map(|o| {
-            let mut o = o.clone();
-            if let Some(m) = o.as_object_mut() {
-                m.remove("metadata");
-            }
-            o
-        });
-        validate(&root, self, "", old_root.as_ref(), &mut errors);
+        validate(obj, self, "", old, &mut errors);
         errors
     }
 }
@@ -422,7 +410,8 @@ fn validate_object(
         });
     }
     for (k, v) in m {
-        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+        // At the root, metadata is ObjectMeta, validated by the API server's own rules.
+        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
         if let Some(c) = s.child(k) {
