@@ -14,6 +14,7 @@ mod faults;
 mod fieldvalidation;
 mod kinds;
 mod kubectl;
+mod openapi;
 mod patch;
 mod runtime;
 mod scale;
