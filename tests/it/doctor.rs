@@ -195,7 +195,7 @@ fn doctor_logins(host: &TestHost) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_tells_healthy_hosts_from_broken_ones() {
     let env = TestEnv::start("doctor-broken").await.unwrap();
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     let hosts = start_hosts(4).await;
     let [root_host, sudo_host, stopped, frozen] = &hosts[..] else {
         unreachable!()
@@ -359,7 +359,7 @@ async fn doctor_tells_healthy_hosts_from_broken_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_pool_exits_0_and_json_reports_every_check() {
     let env = TestEnv::start("doctor-healthy").await.unwrap();
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     let hosts = start_hosts(2).await;
     let [root_host, sudo_host] = &hosts[..] else {
         unreachable!()
@@ -468,7 +468,7 @@ async fn a_healthy_pool_exits_0_and_json_reports_every_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlabelled_or_invalid_host_config_is_reported() {
     let env = TestEnv::start("doctor-config").await.unwrap();
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     let bad = format!("bad-{}", suffix(&env));
     let data = BTreeMap::from([
         (format!("host.{bad}.address"), "127.0.0.1".to_owned()),
@@ -506,7 +506,7 @@ async fn an_unlabelled_or_invalid_host_config_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_cannot_run_without_host_config_or_api_server() {
     let env = TestEnv::start("doctor-fatal").await.unwrap();
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
 
     let out = doctor(&env, &[]).await;
     assert_eq!(out.status.code(), Some(2));

@@ -59,7 +59,7 @@ fn taskrun(i: usize) -> DynamicObject {
 
 async fn run(sizes: Sizes) {
     let server = Server::start(Options {
-        with_taskrun_crd: true,
+        with_tekton_crds: true,
         ..Default::default()
     })
     .await

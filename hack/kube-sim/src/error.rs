@@ -31,6 +31,9 @@ pub enum Reason {
     Timeout,
     /// 413
     RequestEntityTooLarge,
+    /// 500 without a reason: an error the API server did not turn into a `Status` (the
+    /// reason field is empty).
+    Unknown,
 }
 
 impl Reason {
@@ -49,6 +52,7 @@ impl Reason {
             Reason::InternalError => 500,
             Reason::Timeout => 504,
             Reason::RequestEntityTooLarge => 413,
+            Reason::Unknown => 500,
         }
     }
 
@@ -68,6 +72,7 @@ impl Reason {
             Reason::InternalError => "InternalError",
             Reason::Timeout => "Timeout",
             Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::Unknown => "",
         }
     }
 }
@@ -80,8 +85,8 @@ pub struct ApiError {
     pub reason: Reason,
     /// Human-readable message, worded like the real API server's.
     pub message: String,
-    /// `details` of the Status (name, group, kind), when known.
-    pub details: Option<Details>,
+    /// `details` of the Status (name, group, kind, causes), when known.
+    pub details: Option<Box<Details>>,
 }
 
 /// `metav1.StatusDetails`: which object the error is about.
@@ -93,6 +98,44 @@ pub struct Details {
     pub group: String,
     /// Resource (plural) — the real server puts the resource in `kind` for most errors.
     pub kind: String,
+    /// `causes`: one per invalid field.
+    pub causes: Vec<Cause>,
+}
+
+/// `metav1.StatusCause`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cause {
+    /// `FieldValueRequired`, `FieldValueInvalid`, …
+    pub reason: String,
+    /// The error without the field (`Required value`).
+    pub message: String,
+    /// The field path (`status.podName`).
+    pub field: String,
+}
+
+impl Cause {
+    /// Splits a `field.Error` text (`status.podName: Required value`) into a cause.
+    pub fn from_field_error(text: &str) -> Cause {
+        let (field, message) = text.split_once(": ").unwrap_or(("", text));
+        let reason = [
+            ("Required value", "FieldValueRequired"),
+            ("Invalid value", "FieldValueInvalid"),
+            ("Unsupported value", "FieldValueNotSupported"),
+            ("Duplicate value", "FieldValueDuplicate"),
+            ("Forbidden", "FieldValueForbidden"),
+            ("Too long", "FieldValueTooLong"),
+            ("Too many", "FieldValueTooMany"),
+            ("Not found", "FieldValueNotFound"),
+        ]
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, r)| r);
+        Cause {
+            reason: reason.to_string(),
+            message: message.to_string(),
+            field: field.to_string(),
+        }
+    }
 }
 
 /// Result alias for store and HTTP operations.
@@ -110,11 +153,12 @@ impl ApiError {
 
     /// Attaches `details`.
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             name: name.to_string(),
             group: group.to_string(),
             kind: kind.to_string(),
-        });
+            causes: Vec::new(),
+        }));
         self
     }
 
@@ -170,11 +214,15 @@ impl ApiError {
         } else {
             format!("[{}]", causes.join(", "))
         };
-        ApiError::new(
+        let mut e = ApiError::new(
             Reason::Invalid,
             format!("{what} \"{name}\" is invalid: {text}"),
         )
-        .with_details(group, kind, name)
+        .with_details(group, kind, name);
+        if let Some(d) = e.details.as_mut() {
+            d.causes = causes.iter().map(|c| Cause::from_field_error(c)).collect();
+        }
+        e
     }
 
     /// 400 with a message.
@@ -203,6 +251,9 @@ impl ApiError {
             "reason": self.reason.as_str(),
             "code": self.code(),
         });
+        if self.reason == Reason::Unknown {
+            status.as_object_mut().map(|m| m.remove("reason"));
+        }
         if let Some(d) = &self.details {
             let mut details = serde_json::Map::new();
             if !d.name.is_empty() {
@@ -213,6 +264,14 @@ impl ApiError {
             }
             if !d.kind.is_empty() {
                 details.insert("kind".into(), d.kind.clone().into());
+            }
+            if !d.causes.is_empty() {
+                let causes: Vec<Value> = d
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                details.insert("causes".into(), Value::Array(causes));
             }
             status["details"] = Value::Object(details);
         }
@@ -256,5 +315,17 @@ mod tests {
         );
         assert_eq!(inv.code(), 422);
         assert!(inv.message.starts_with("ConfigMap \"A\" is invalid: "));
+        let s = inv.to_status();
+        assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
+        assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
+        let req = Cause::from_field_error("status.podName: Required value");
+        assert_eq!(
+            (
+                req.reason.as_str(),
+                req.field.as_str(),
+                req.message.as_str()
+            ),
+            ("FieldValueRequired", "status.podName", "Required value")
+        );
     }
 }

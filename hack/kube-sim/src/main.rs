@@ -15,9 +15,10 @@ struct Args {
     /// Where to write the kubeconfig (default: a temporary file, removed on exit).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Install the project's tekton.dev/v1 TaskRun CRD at start.
+    /// Install the upstream Tekton Pipelines CRDs at start (read from
+    /// ../shared/fixtures/tekton-crds beside the repository, or $TEKTON_CRDS).
     #[arg(long)]
-    with_taskrun_crd: bool,
+    with_tekton_crds: bool,
 }
 
 #[tokio::main]
@@ -33,7 +34,7 @@ async fn main() -> std::process::ExitCode {
     let options = kube_sim::Options {
         listen: args.listen,
         kubeconfig: args.kubeconfig,
-        with_taskrun_crd: args.with_taskrun_crd,
+        with_tekton_crds: args.with_tekton_crds,
         ..Default::default()
     };
     let server = match kube_sim::Server::start(options).await {

@@ -91,6 +91,8 @@ pub struct ResourceInfo {
     pub custom: bool,
     /// Storage shared with another resource, through a conversion.
     pub conversion: Conversion,
+    /// The CRD version's `openAPIV3Schema` (custom resources), applied to every write.
+    pub schema: Option<crate::schema::VersionSchema>,
 }
 
 impl ResourceInfo {
@@ -165,6 +167,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             printer_columns: vec![],
             custom: false,
             conversion: Conversion::None,
+            schema: None,
         };
     let col = |name: &str, path: &str| PrinterColumn {
         name: name.into(),
@@ -549,6 +552,19 @@ pub fn rows_from_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<String>> {
                     .collect()
             })
             .unwrap_or_default();
+        let schema = match v.pointer("/schema/openAPIV3Schema") {
+            Some(raw) => match crate::schema::Structural::compile(
+                raw,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            ) {
+                Ok(structural) => Some(crate::schema::VersionSchema::new(structural, raw.clone())),
+                Err(mut c) => {
+                    causes.append(&mut c);
+                    None
+                }
+            },
+            None => None,
+        };
         let selectable_fields = v
             .get("selectableFields")
             .and_then(Value::as_array)
@@ -576,6 +592,7 @@ pub fn rows_from_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<String>> {
             printer_columns,
             custom: true,
             conversion: Conversion::None,
+            schema,
         });
     }
     if causes.is_empty() {

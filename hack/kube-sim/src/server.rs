@@ -8,10 +8,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
+use crate::crds::CrdError;
+use crate::error::{ApiError, Reason};
 use crate::faults::{FaultConfig, Faults};
+use crate::http::throttle::InFlight;
 use crate::http::{self, Shared};
-use crate::store::{Store, StoreConfig, WriteOptions};
+use crate::store::{Store, StoreConfig, WatchCacheWindow, WriteOptions};
 
 /// How to start a server.
 #[derive(Debug, Clone)]
@@ -23,15 +25,23 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// Faults to inject from the start (change them later with [`RunningServer::faults`]).
     pub faults: FaultConfig,
-    /// Changes kept per resource for watches that resume from a resourceVersion; older
-    /// resourceVersions get 410 Gone.
-    pub history_limit: usize,
+    /// The watch cache window of each resource: watches from a resourceVersion inside it
+    /// replay the changes since, older ones get 410 Gone. Default: the API server's (at
+    /// least 100 changes, every change of the last 75 s, at most 102 400).
+    pub watch_cache: WatchCacheWindow,
     /// Events buffered per watcher before a slow watcher is disconnected.
     pub watch_buffer: usize,
     /// How often watch streams that allow bookmarks get one.
     pub bookmark_interval: Duration,
-    /// Install the project's tekton.dev/v1 TaskRun CRD at start.
-    pub with_taskrun_crd: bool,
+    /// Install the upstream Tekton CRDs ([`crate::crds`]) at start.
+    pub with_tekton_crds: bool,
+    /// `--max-requests-inflight`: read-only requests (get, list) served at once before
+    /// further ones get 429 Too Many Requests; watches do not count. 0 = unlimited.
+    /// Default 400, as the API server.
+    pub max_requests_inflight: usize,
+    /// `--max-mutating-requests-inflight`: writes served at once before 429. 0 = unlimited.
+    /// Default 200, as the API server.
+    pub max_mutating_requests_inflight: usize,
 }
 
 impl Default for Options {
@@ -41,10 +51,12 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             faults: FaultConfig::default(),
-            history_limit: store.history_limit,
+            watch_cache: store.watch_cache,
             watch_buffer: store.watch_buffer,
             bookmark_interval: Duration::from_secs(10),
-            with_taskrun_crd: false,
+            with_tekton_crds: false,
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
         }
     }
 }
@@ -86,8 +98,11 @@ pub enum Error {
         /// The cause.
         source: kube::Error,
     },
-    /// The TaskRun CRD was refused (a bug in the shipped CRD).
-    #[error("installing the TaskRun CRD failed: {0}")]
+    /// The Tekton CRDs could not be read.
+    #[error(transparent)]
+    TektonCrds(#[from] CrdError),
+    /// A Tekton CRD was refused.
+    #[error("installing the Tekton CRDs failed: {0}")]
     Crd(ApiError),
 }
 
@@ -110,11 +125,11 @@ impl Server {
         })?;
         let url = format!("http://{addr}");
         let store = Store::new(StoreConfig {
-            history_limit: options.history_limit.max(1),
+            watch_cache: options.watch_cache,
             watch_buffer: options.watch_buffer.max(16),
         });
-        if options.with_taskrun_crd {
-            install_taskrun_crd(&store).map_err(Error::Crd)?;
+        if options.with_tekton_crds {
+            install_tekton_crds(&store)?;
         }
         let faults = Faults::new(options.faults.clone());
 
@@ -145,13 +160,20 @@ impl Server {
             addr,
             bookmark_interval: options.bookmark_interval.max(Duration::from_millis(10)),
             shutdown: shutdown_rx,
+            in_flight: InFlight::new(
+                options.max_requests_inflight,
+                options.max_mutating_requests_inflight,
+            ),
+            openapi: Default::default(),
         });
+        let in_flight_handle = shared.in_flight.clone();
         let tasks = vec![
             tokio::spawn(http::serve(listener, shared)),
             tokio::spawn(store.clone().run_collectors()),
         ];
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim serving");
         Ok(RunningServer {
+            in_flight: in_flight_handle,
             addr,
             url,
             client,
@@ -187,18 +209,19 @@ pub fn kubeconfig_yaml(url: &str) -> String {
     )
 }
 
-fn install_taskrun_crd(store: &Store) -> Result<(), ApiError> {
+/// Creates the Tekton CRDs that do not exist yet.
+fn install_tekton_crds(store: &Store) -> Result<(), Error> {
     let info = store
         .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .ok_or_else(|| ApiError::internal("CRDs are not served"))?;
-    store
-        .create(
-            &info,
-            None,
-            crate::crds::taskrun_crd_value(),
-            &WriteOptions::manager("kube-sim"),
-        )
-        .map(|_| ())
+        .ok_or_else(|| Error::Crd(ApiError::internal("CRDs are not served")))?;
+    for crd in crate::crds::tekton_crds()?.iter() {
+        match store.create(&info, None, crd.clone(), &WriteOptions::manager("kube-sim")) {
+            Ok(_) => {}
+            Err(e) if e.reason == Reason::AlreadyExists => {}
+            Err(e) => return Err(Error::Crd(e)),
+        }
+    }
+    Ok(())
 }
 
 /// A running server. Dropping it stops the server and closes every connection.
@@ -210,6 +233,7 @@ pub struct RunningServer {
     _tmp: Option<tempfile::TempDir>,
     faults: Faults,
     store: Arc<Store>,
+    in_flight: Arc<InFlight>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -265,12 +289,14 @@ impl RunningServer {
         self.store.compact();
     }
 
-    /// Installs the project's TaskRun CRD (no-op when it exists).
-    pub fn install_taskrun_crd(&self) -> Result<(), ApiError> {
-        match install_taskrun_crd(&self.store) {
-            Err(e) if e.reason == crate::error::Reason::AlreadyExists => Ok(()),
-            other => other,
-        }
+    /// Installs the upstream Tekton CRDs ([`crate::crds`]); those that exist are kept.
+    pub fn install_tekton_crds(&self) -> Result<(), Error> {
+        install_tekton_crds(&self.store)
+    }
+
+    /// Requests refused with 429 Too Many Requests so far (the in-flight limit).
+    pub fn throttled_requests(&self) -> u64 {
+        self.in_flight.rejected()
     }
 
     /// Stops the server and waits until its tasks are gone.

@@ -49,6 +49,9 @@ pub enum TestEnvError {
     /// A condition did not hold in time.
     #[error(transparent)]
     Timeout(#[from] WaitTimeout),
+    /// The upstream Tekton CRDs could not be read.
+    #[error(transparent)]
+    TektonCrds(#[from] crate::crds::CrdError),
 }
 
 /// A condition that did not become true before its deadline.
@@ -186,22 +189,14 @@ impl TestEnv {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Installs the project's TaskRun CRD unless the cluster has one, and waits until
-    /// TaskRuns are served.
-    pub async fn ensure_taskrun_crd(&self) -> Result<(), TestEnvError> {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        match crds
-            .create(&PostParams::default(), &crate::crds::taskrun_crd())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(source) => {
-                return Err(TestEnvError::Kube {
-                    what: "creating the TaskRun CRD".into(),
-                    source,
-                });
-            }
+    /// Makes TaskRuns served the way Tekton serves them: installs the upstream Tekton CRDs
+    /// ([`crate::crds`], without their webhook conversion) unless the cluster has Tekton's
+    /// TaskRun CRD already, and waits until TaskRuns are served. Fails naming the folder
+    /// when the CRD files are missing.
+    pub async fn ensure_tekton_crds(&self) -> Result<(), TestEnvError> {
+        match &self.server {
+            Some(server) => server.install_tekton_crds()?,
+            None => self.install_tekton_crds_on_cluster().await?,
         }
         let taskruns: Api<kube::api::DynamicObject> = Api::namespaced_with(
             self.client.clone(),
@@ -212,6 +207,41 @@ impl TestEnv {
             taskruns.list(&Default::default()).await.is_ok()
         })
         .await?;
+        Ok(())
+    }
+
+    async fn install_tekton_crds_on_cluster(&self) -> Result<(), TestEnvError> {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let kube_err = |what: &str| {
+            let what = what.to_string();
+            move |source| TestEnvError::Kube { what, source }
+        };
+        if crds
+            .get_opt(crate::crds::TASKRUN_CRD_NAME)
+            .await
+            .map_err(kube_err("looking for Tekton's TaskRun CRD"))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        for crd in crate::crds::tekton_crds()?.iter() {
+            let name = crate::object::name(crd).to_string();
+            let typed: CustomResourceDefinition =
+                serde_json::from_value(crd.clone()).map_err(|e| TestEnvError::Kubeconfig {
+                    path: crate::crds::tekton_crds_dir(),
+                    reason: format!("{name} is not a valid CRD: {e}"),
+                })?;
+            match crds.create(&PostParams::default(), &typed).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(source) => {
+                    return Err(TestEnvError::Kube {
+                        what: format!("creating the CRD {name}"),
+                        source,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 

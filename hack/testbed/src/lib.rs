@@ -178,11 +178,12 @@ impl Testbed {
         Ok(bed)
     }
 
-    /// Starts the environment alone (kube-sim or the cluster, with the TaskRun CRD): no
-    /// hosts, no Secrets, no host-config — for callers that show each step, like the demo.
+    /// Starts the environment alone (kube-sim or the cluster, with the upstream Tekton
+    /// CRDs): no hosts, no Secrets, no host-config — for callers that show each step, like
+    /// the demo.
     pub async fn start_empty(prefix: &str) -> Result<Testbed, Error> {
         let env = TestEnv::start(prefix).await?;
-        env.ensure_taskrun_crd().await?;
+        env.ensure_tekton_crds().await?;
         Ok(Testbed {
             env,
             hosts: Vec::new(),
@@ -471,10 +472,13 @@ impl Testbed {
         Ok(())
     }
 
-    /// Tekton resolved the Task: `status.taskSpec` shows the SSH Secret volume.
+    /// Tekton resolved the Task: `status.taskSpec` shows the SSH Secret volume. Like
+    /// Tekton, it writes a status the v1 schema accepts: `podName` (the pod Tekton creates
+    /// is `<taskrun>-pod`), `startTime`, the `Succeeded` condition.
     pub async fn resolve(&self, name: &str) -> Result<(), Error> {
         let status = json!({"status": {
             "podName": format!("{name}-pod"),
+            "startTime": "2026-11-23T11:59:00Z",
             "conditions": [{"type": "Succeeded", "status": "Unknown", "reason": "Pending"}],
             "taskSpec": {
                 "steps": [{"name": "build", "image": "registry.example/builder", "script": "true"}],
@@ -493,9 +497,11 @@ impl Testbed {
         self.resolve(name).await
     }
 
-    /// Tekton finishes the run (succeeded or failed).
+    /// Tekton finishes the run (succeeded or failed). Tekton's status always carries
+    /// `podName` (the v1 schema requires it), even for a run it never resolved.
     pub async fn complete(&self, name: &str, succeeded: bool) -> Result<(), Error> {
         let status = json!({"status": {
+            "podName": format!("{name}-pod"),
             "completionTime": "2026-11-23T12:00:00Z",
             "conditions": [{
                 "type": "Succeeded",

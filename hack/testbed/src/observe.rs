@@ -2,11 +2,11 @@
 //! controller's metrics, a login made exactly the way the Task makes it, and the
 //! retries a test driver needs when kube-sim injects faults into its own writes.
 
-use std::cell::RefCell;
 use std::fs;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
@@ -157,37 +157,57 @@ impl Testbed {
         Ok(self.host(host).host.run(&["test", "-e", path])?.success())
     }
 
-    /// Runs a Kubernetes request until it gets through: kube-sim's fault injection fails
-    /// writes with 500 or 409 *without carrying them out*, so a test driver (playing
-    /// Tekton or a user) simply sends them again. Other errors end the retries.
+    /// Runs a Kubernetes request until it gets through, as a kube client would: kube-sim's
+    /// fault injection fails writes with 500 or 409 *without carrying them out*, and an API
+    /// server at its in-flight limit answers 429 (kube's client has already retried those,
+    /// honouring `Retry-After`, when one gets here). The test driver (playing Tekton or a
+    /// user) sends them again: exponential backoff from 20 ms with full jitter, at least the
+    /// second a 429 asks for, at most 40 attempts and the bed's wait. Other errors end the
+    /// retries.
     pub async fn retry<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        let last = RefCell::new(String::new());
-        let outcome = wait_for(self.wait, what, || {
-            let attempt = request();
-            let last = &last;
-            async move {
-                match attempt.await {
-                    Ok(v) => Some(Ok(v)),
-                    Err(e) if is_transient(&e) => {
-                        *last.borrow_mut() = e.to_string();
-                        None
-                    }
-                    Err(e) => Some(Err(e)),
-                }
+        const ATTEMPTS: u32 = 40;
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut pause = Duration::from_millis(20);
+        let mut attempt = 1;
+        loop {
+            let err = match request().await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_transient(&e) => e,
+                Err(e) => return Err(e),
+            };
+            let wait = retry_pause(&err, pause);
+            if attempt >= ATTEMPTS || tokio::time::Instant::now() + wait > deadline {
+                return Err(Error::Other(format!(
+                    "{what}: gave up after {attempt} attempts; last error: {err}"
+                )));
             }
-        })
-        .await;
-        match outcome {
-            Ok(result) => result,
-            Err(timeout) => Err(Error::Other(format!(
-                "{timeout}; last error: {}",
-                last.into_inner()
-            ))),
+            tokio::time::sleep(wait).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            attempt += 1;
         }
+    }
+}
+
+/// How long to wait before sending a refused request again: a random share of `pause`
+/// (full jitter, so a burst of clients does not come back at once), and for 429 at least
+/// the `Retry-After` the API server sends (1 s; a `Status` may carry its own).
+fn retry_pause(err: &Error, pause: Duration) -> Duration {
+    let jitter = pause.mul_f64(rand::random::<f64>());
+    match err {
+        Error::Kube(kube::Error::Api(s)) if s.code == 429 => {
+            let asked = s
+                .details
+                .as_ref()
+                .map(|d| d.retry_after_seconds)
+                .filter(|s| *s > 0)
+                .unwrap_or(1);
+            jitter.max(Duration::from_secs(u64::from(asked)))
+        }
+        _ => jitter,
     }
 }
 

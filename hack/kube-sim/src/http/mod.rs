@@ -3,6 +3,7 @@
 pub mod discovery;
 pub mod present;
 pub mod route;
+pub mod throttle;
 mod watch;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{ApiError, ApiResult, Reason};
 use crate::faults::{Faults, WriteFault};
+use crate::fieldcheck::{FieldCheck, FieldValidation, WriteVerb};
 use crate::patch::PatchKind;
 use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -44,6 +46,8 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub bookmark_interval: Duration,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub in_flight: Arc<throttle::InFlight>,
+    pub openapi: crate::openapi::Cache,
 }
 
 /// Serves connections until the task is aborted; connection tasks die with it.
@@ -115,6 +119,20 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    // The in-flight limit: watches are long-running and do not count.
+    let watch = method == Method::GET && flag(&query, "watch");
+    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let _slot = if watch {
+        None
+    } else {
+        match shared.in_flight.enter(mutating) {
+            Some(slot) => Some(slot),
+            None => {
+                tracing::debug!(%method, %path, "request throttled (in-flight limit)");
+                return throttle::too_many_requests();
+            }
+        }
+    };
     let response = match route::parse(&path) {
         Route::Version => json_response(StatusCode::OK, &discovery::version()),
         Route::Health => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ok")),
@@ -131,7 +149,14 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
             Some(doc) => json_response(StatusCode::OK, &doc),
             None => error_response(&not_found_route()),
         },
-        Route::OpenApi | Route::NotFound => error_response(&not_found_route()),
+        Route::OpenApi => {
+            let accept = header_str(req.headers(), header::ACCEPT).unwrap_or("");
+            match crate::openapi::serve(&shared.openapi, &shared.store, &path, accept) {
+                Some((content_type, body)) => respond(StatusCode::OK, content_type, body),
+                None => error_response(&not_found_route()),
+            }
+        }
+        Route::NotFound => error_response(&not_found_route()),
         Route::Resource(p) => {
             let (parts, body) = req.into_parts();
             match resource(&shared, &method, &parts.headers, &query, p, body).await {
@@ -157,10 +182,13 @@ async fn read_body(body: Incoming) -> ApiResult<Bytes> {
     }
 }
 
-/// A create or update body: JSON, or the protobuf kubectl's generators send for built-ins.
-fn parse_object(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
+/// A create or update body: JSON, or the protobuf kubectl's generators send for built-ins;
+/// with the keys the JSON gave twice.
+fn parse_object(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<(Value, Vec<String>)> {
     match header_str(headers, header::CONTENT_TYPE) {
-        Some(ct) if crate::protobuf::is_protobuf(ct) => crate::protobuf::to_json(bytes),
+        Some(ct) if crate::protobuf::is_protobuf(ct) => {
+            Ok((crate::protobuf::to_json(bytes)?, Vec::new()))
+        }
         Some(ct) if ct.contains("cbor") || ct.contains("yaml") => Err(ApiError::new(
             Reason::UnsupportedMediaType,
             format!(
@@ -171,21 +199,23 @@ fn parse_object(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
     }
 }
 
-fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(bytes)
+fn parse_json(bytes: &[u8]) -> ApiResult<(Value, Vec<String>)> {
+    crate::fieldcheck::parse_json_with_duplicates(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 /// An apply body may be YAML (kubectl) or JSON (kube-rs sends JSON, which is YAML too).
-fn parse_apply(bytes: &[u8]) -> ApiResult<Value> {
-    if let Ok(v) = serde_json::from_slice(bytes) {
+fn parse_apply(bytes: &[u8]) -> ApiResult<(Value, Vec<String>)> {
+    if let Ok(v) = parse_json(bytes) {
         return Ok(v);
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("the apply configuration is not UTF-8"))?;
-    serde_saphyr::from_str::<Value>(text).map_err(|e| {
-        ApiError::bad_request(format!("the apply configuration is not valid YAML: {e}"))
-    })
+    serde_saphyr::from_str::<Value>(text)
+        .map(|v| (v, Vec::new()))
+        .map_err(|e| {
+            ApiError::bad_request(format!("the apply configuration is not valid YAML: {e}"))
+        })
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -227,7 +257,7 @@ fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<Del
     let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        parse_json(body)?
+        parse_json(body)?.0
     };
     let policy = v
         .get("propagationPolicy")
@@ -312,10 +342,19 @@ async fn resource(
     let include = query
         .get("includeObject")
         .map_or("PartialObjectMetadata", String::as_str);
-    let write_opts = || WriteOptions {
+    let field_validation =
+        FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
+    let warnings = crate::fieldcheck::Warnings::default();
+    let write_opts = |verb: WriteVerb, duplicates: Vec<String>| WriteOptions {
         manager: manager(query, headers),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: flag(query, "force"),
+        fields: FieldCheck {
+            mode: field_validation,
+            duplicates,
+            warnings: warnings.clone(),
+        },
+        verb,
     };
     let is_write = matches!(
         *method,
@@ -330,7 +369,14 @@ async fn resource(
             Format::Metadata => "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io",
             Format::Json => "application/json",
         };
-        Ok(respond(code, ct, b))
+        let mut response = respond(code, ct, b);
+        // Field validation's `Warn`: one `Warning: 299` header per field.
+        for w in warnings.take() {
+            if let Ok(v) = http::HeaderValue::from_str(&crate::fieldcheck::warning_header(&w)) {
+                response.headers_mut().append(header::WARNING, v);
+            }
+        }
+        Ok(response)
     };
 
     match (method, p.name.as_deref()) {
@@ -383,16 +429,23 @@ async fn resource(
                     format!("{} must be created in a namespace", info.plural),
                 ));
             }
-            let v = parse_object(headers, &read_body(body).await?)?;
-            let s = store.create(&info, ns, v, &write_opts())?;
+            let (v, dups) = parse_object(headers, &read_body(body).await?)?;
+            let s = store.create(&info, ns, v, &write_opts(WriteVerb::CreateOrUpdate, dups))?;
             ok(
                 StatusCode::CREATED,
                 present::one(&s, &info, format, include),
             )
         }
         (&Method::PUT, Some(name)) => {
-            let v = parse_object(headers, &read_body(body).await?)?;
-            let s = store.update(&info, ns, name, v, status, &write_opts())?;
+            let (v, dups) = parse_object(headers, &read_body(body).await?)?;
+            let s = store.update(
+                &info,
+                ns,
+                name,
+                v,
+                status,
+                &write_opts(WriteVerb::CreateOrUpdate, dups),
+            )?;
             ok(StatusCode::OK, present::one(&s, &info, format, include))
         }
         (&Method::PATCH, Some(name)) => {
@@ -404,12 +457,17 @@ async fn resource(
                 )
             })?;
             let bytes = read_body(body).await?;
-            let v = if kind == PatchKind::Apply {
+            let (v, dups) = if kind == PatchKind::Apply {
                 parse_apply(&bytes)?
             } else {
                 parse_json(&bytes)?
             };
-            let mut opts = write_opts();
+            let verb = if kind == PatchKind::Apply {
+                WriteVerb::Apply
+            } else {
+                WriteVerb::Patch
+            };
+            let mut opts = write_opts(verb, dups);
             if kind == PatchKind::Apply {
                 opts.manager = query.get("fieldManager").cloned().unwrap_or_default();
             }

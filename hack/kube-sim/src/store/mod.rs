@@ -13,6 +13,7 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -130,7 +131,8 @@ impl Watcher {
 #[derive(Default)]
 struct Collection {
     objects: BTreeMap<ObjKey, Arc<Stored>>,
-    history: VecDeque<Arc<Change>>,
+    /// The watch cache: recent changes with the time they were made.
+    history: VecDeque<(Instant, Arc<Change>)>,
     /// Highest resourceVersion no longer in `history`: watches from below it get 410 Gone.
     compacted: u64,
     watchers: Vec<Watcher>,
@@ -151,11 +153,54 @@ enum GcWork {
     Propagate(GroupResource, ObjKey),
 }
 
+/// The window of recent changes each resource keeps for watches that resume from a
+/// resourceVersion, like the API server's watch cache: it grows while its oldest change is
+/// younger than `fresh_for` (up to `max_events`) and otherwise keeps `min_events`. A watch
+/// from a resourceVersion before the window gets 410 Gone; one inside it gets every change
+/// since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchCacheWindow {
+    /// Changes always kept (the API server's lower bound: 100).
+    pub min_events: usize,
+    /// Changes never exceeded (the API server's upper bound: 100 × 1024).
+    pub max_events: usize,
+    /// How long a change stays in the window beyond `min_events` (the API server's
+    /// `eventFreshDuration`: 75 s).
+    pub fresh_for: Duration,
+}
+
+impl Default for WatchCacheWindow {
+    fn default() -> Self {
+        WatchCacheWindow {
+            min_events: 100,
+            max_events: 100 * 1024,
+            fresh_for: Duration::from_secs(75),
+        }
+    }
+}
+
+impl WatchCacheWindow {
+    /// A window of exactly `events` changes, whatever their age.
+    pub fn events(events: usize) -> Self {
+        WatchCacheWindow {
+            min_events: events,
+            max_events: events,
+            fresh_for: Duration::ZERO,
+        }
+    }
+
+    /// Whether the oldest of `len` kept changes, made at `oldest`, leaves the window.
+    fn evicts(&self, len: usize, oldest: Instant, now: Instant) -> bool {
+        len > self.max_events.max(1)
+            || (len > self.min_events.max(1) && now.duration_since(oldest) > self.fresh_for)
+    }
+}
+
 /// Store sizing.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Changes kept per collection for watches that resume from a resourceVersion.
-    pub history_limit: usize,
+    /// The watch cache window of each resource.
+    pub watch_cache: WatchCacheWindow,
     /// Events buffered per watcher; a watcher that falls this far behind is closed.
     pub watch_buffer: usize,
 }
@@ -163,7 +208,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            history_limit: 20_000,
+            watch_cache: WatchCacheWindow::default(),
             watch_buffer: 65_536,
         }
     }
@@ -181,6 +226,8 @@ pub(crate) struct State {
     next_watcher_id: u64,
     /// resourceVersion of the last full compaction; new collections start from it.
     compacted_floor: u64,
+    /// Bumped whenever the resource table changes (CRDs), for cached documents.
+    table_generation: u64,
     config: StoreConfig,
 }
 
@@ -214,6 +261,7 @@ impl Store {
                 gc_queue: VecDeque::new(),
                 next_watcher_id: 0,
                 compacted_floor: 0,
+                table_generation: 0,
                 config,
             }),
             gc_wakeup: Notify::new(),
@@ -243,6 +291,11 @@ impl Store {
     /// A snapshot of the resource table (for discovery).
     pub fn table(&self) -> ResourceTable {
         self.lock().table.clone()
+    }
+
+    /// Changes whenever the resource table changes (a CRD was written or deleted).
+    pub fn table_generation(&self) -> u64 {
+        self.lock().table_generation
     }
 
     /// The current (latest) resourceVersion.
@@ -393,7 +446,8 @@ impl State {
             object: stored.clone(),
             previous,
         });
-        let limit = self.config.history_limit;
+        let window = self.config.watch_cache;
+        let now = Instant::now();
         let coll = self.collection(gr);
         match kind {
             EventType::Deleted => {
@@ -403,9 +457,11 @@ impl State {
                 coll.objects.insert(key.clone(), stored.clone());
             }
         }
-        coll.history.push_back(change.clone());
-        while coll.history.len() > limit {
-            if let Some(old) = coll.history.pop_front() {
+        coll.history.push_back((now, change.clone()));
+        while let Some((at, _)) = coll.history.front()
+            && window.evicts(coll.history.len(), *at, now)
+        {
+            if let Some((_, old)) = coll.history.pop_front() {
                 coll.compacted = coll.compacted.max(old.rv);
             }
         }
@@ -435,6 +491,7 @@ impl State {
                 .to_string()
         };
         let gr = GroupResource::new(&s("/spec/group"), &s("/spec/names/plural"));
+        self.table_generation += 1;
         self.table.remove(&gr);
         if removed {
             // Dropping the collection closes its watch streams, as a real cluster does.
@@ -467,5 +524,36 @@ impl State {
         )
         .filter(|c| crate::object::is_deleting(&c.value))
         .map(|_| name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_keeps_fresh_changes_between_its_bounds() {
+        let w = WatchCacheWindow {
+            min_events: 2,
+            max_events: 4,
+            fresh_for: Duration::from_secs(75),
+        };
+        let made = Instant::now();
+        let later = made + Duration::from_secs(80);
+        assert!(!w.evicts(2, made, later), "the minimum stays, however old");
+        assert!(
+            w.evicts(3, made, later),
+            "beyond the minimum, stale changes go"
+        );
+        assert!(
+            !w.evicts(4, made, made),
+            "fresh changes stay up to the maximum"
+        );
+        assert!(w.evicts(5, made, made), "never beyond the maximum");
+        let d = WatchCacheWindow::default();
+        assert_eq!(
+            (d.min_events, d.max_events, d.fresh_for),
+            (100, 102_400, Duration::from_secs(75))
+        );
     }
 }

@@ -176,7 +176,7 @@ impl Store {
                     rx,
                 });
             }
-            for change in coll.history.iter().filter(|c| c.rv > rv) {
+            for (_, change) in coll.history.iter().filter(|(_, c)| c.rv > rv) {
                 if let Some(t) = watcher.sees(change) {
                     initial.push(WatchItem::Change(t, change.clone()));
                 }

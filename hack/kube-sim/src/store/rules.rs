@@ -13,6 +13,9 @@ use crate::resources::ResourceInfo;
 
 pub(super) const GC_MANAGER: &str = "generic-garbage-collector";
 
+/// The API server's limit on the total size of an object's annotations (256 KiB).
+const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
 pub(super) fn key_for(info: &ResourceInfo, ns: Option<&str>, name: &str) -> ObjKey {
     let ns = if info.namespaced {
         ns.unwrap_or("").to_string()
@@ -91,6 +94,20 @@ pub(super) fn validate_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
             .is_some_and(|a| a.values().all(Value::is_string))
     {
         causes.push("metadata.annotations: Invalid value: must be a map of strings".into());
+    }
+    if let Some(ann) = meta(obj)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
+        let size: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if size > ANNOTATIONS_LIMIT {
+            causes.push(format!(
+                "metadata.annotations: Too long: must have at most {ANNOTATIONS_LIMIT} bytes"
+            ));
+        }
     }
     if let Some(f) = meta(obj).and_then(|m| m.get("finalizers"))
         && !f.is_null()

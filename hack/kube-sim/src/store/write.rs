@@ -10,6 +10,7 @@ use super::rules::{
 };
 use super::{FOREGROUND_FINALIZER, GcWork, ORPHAN_FINALIZER, ObjKey, State, Store, Stored};
 use crate::error::{ApiError, ApiResult, Reason};
+use crate::fieldcheck::{FieldCheck, WriteVerb};
 use crate::managed::{self, ManagedEntry};
 use crate::object::{self, meta, meta_mut};
 use crate::patch::{self, PatchKind};
@@ -24,6 +25,10 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force=true` for server-side apply.
     pub force: bool,
+    /// Field validation (`fieldValidation`) and its warnings.
+    pub fields: FieldCheck,
+    /// Which verb writes (the API server words field validation errors per verb).
+    pub verb: WriteVerb,
 }
 
 impl WriteOptions {
@@ -203,6 +208,8 @@ impl State {
         }
         body["apiVersion"] = json!(api_version);
         body["kind"] = json!(info.kind);
+        let unknown = decode_checks(info, &mut body)?;
+        opts.fields.report(info, &unknown, opts.verb)?;
 
         let gr = info.storage_resource();
         let ns_name = if info.namespaced {
@@ -305,6 +312,7 @@ impl State {
         create_defaults(info, &mut body)?;
         normalize_write(info, &mut body);
         validate_meta(info, &body)?;
+        validate_schema(info, &body, None)?;
 
         let entries = entries.unwrap_or_else(|| {
             let mut e = Vec::new();
@@ -400,6 +408,8 @@ impl State {
         entries: Option<Vec<ManagedEntry>>,
     ) -> ApiResult<Arc<Stored>> {
         let cur = &current.value;
+        let unknown = decode_checks(info, &mut new)?;
+        opts.fields.report(info, &unknown, opts.verb)?;
         if info.status_subresource {
             let mut merged = if status { cur.clone() } else { new.clone() };
             let status_from = if status { &new } else { cur };
@@ -437,6 +447,7 @@ impl State {
         }
         normalize_write(info, &mut new);
         validate_meta(info, &new)?;
+        validate_schema(info, &new, Some(cur))?;
         if object::is_deleting(cur) {
             let before = object::finalizers(cur);
             let added: Vec<String> = object::finalizers(&new)
@@ -745,6 +756,40 @@ impl State {
         }
         Ok(stored)
     }
+}
+
+/// What decoding a written object does on the API server: unknown fields are dropped (the
+/// CRD's structural schema, or the built-in kind's Go type), and a custom resource gets its
+/// schema's defaults. Returns the dropped fields for field validation.
+fn decode_checks(info: &ResourceInfo, obj: &mut Value) -> ApiResult<Vec<String>> {
+    match &info.schema {
+        Some(schema) => {
+            let unknown = schema.structural.prune(obj);
+            schema.structural.apply_defaults(obj);
+            Ok(unknown)
+        }
+        None if info.custom => Ok(Vec::new()),
+        None => crate::typed::prune_builtin(info, obj),
+    }
+}
+
+/// Validates a custom resource against its CRD version's schema (ratcheting against the
+/// live object on updates).
+fn validate_schema(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let Some(schema) = &info.schema else {
+        return Ok(());
+    };
+    let errors = schema.structural.validate(obj, old);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Err(ApiError::invalid(
+        &info.group,
+        &info.kind,
+        object::name(obj),
+        &causes,
+    ))
 }
 
 impl ApiError {

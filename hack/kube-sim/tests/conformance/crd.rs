@@ -174,10 +174,10 @@ async fn invalid_crds_are_refused() {
 }
 
 #[tokio::test]
-async fn the_taskrun_crd_installs_once_and_serves_taskruns() {
+async fn the_tekton_crds_install_once_and_serve_taskruns() {
     let env = env("crd-taskrun").await;
-    env.ensure_taskrun_crd().await.unwrap();
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     let api = taskruns(&env).await;
     let tr = api
         .create(

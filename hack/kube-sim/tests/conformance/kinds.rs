@@ -95,7 +95,8 @@ async fn deployments_keep_generation_and_merge_containers_by_name() {
         .flatten()
         .map(|p| p.container_port)
         .collect();
-    assert_eq!(ports, vec![8080, 8081]);
+    // Strategic merge puts the patch's new items first, then the live ones.
+    assert_eq!(ports, vec![8081, 8080]);
     // A label change is not a spec change.
     let relabelled = api
         .patch(
@@ -154,10 +155,31 @@ async fn services_get_defaults_and_merge_ports_by_port() {
     assert_eq!(
         ports,
         vec![
-            (Some("metrics".into()), 8080),
-            (Some("health".into()), 8081)
+            (Some("health".into()), 8081),
+            (Some("metrics".into()), 8080)
         ]
     );
+    // `$setElementOrder` (what `kubectl apply` sends) puts them in the order it lists.
+    let ordered = api
+        .patch(
+            "metrics",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {
+                "$setElementOrder/ports": [{"port": 8080}, {"port": 8081}, {"port": 8082}],
+                "ports": [{"name": "admin", "port": 8082, "targetPort": 8082, "protocol": "TCP"}]
+            }})),
+        )
+        .await
+        .unwrap();
+    let order: Vec<i32> = ordered
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(order, vec![8080, 8081, 8082]);
     env.cleanup().await.unwrap();
 }
 

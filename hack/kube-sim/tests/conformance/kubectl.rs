@@ -1,5 +1,7 @@
 //! The real kubectl against kube-sim (in-process through the test environment, and the
-//! `kube-sim` binary): create the CRD, then create, list, patch and delete a TaskRun.
+//! `kube-sim` binary) with its default client validation (no `--validate=false`): apply
+//! the upstream TaskRun CRD, then create, list, explain, patch, apply and delete a TaskRun;
+//! kubectl's server-side field validation refuses unknown fields.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,14 +40,14 @@ fn kubectl_minor() -> u32 {
         .unwrap_or(0)
 }
 
-/// Runs kubectl with a private discovery cache; returns stdout, panicking with stderr on failure.
-fn kubectl(
+/// Runs kubectl with a private discovery cache; returns (success, stdout, stderr).
+fn run_kubectl(
     kubeconfig: &Path,
     cache: &Path,
     namespace: &str,
     args: &[&str],
     stdin: Option<&str>,
-) -> String {
+) -> (bool, String, String) {
     let mut cmd = Command::new(kubectl_path());
     cmd.arg("--kubeconfig")
         .arg(kubeconfig)
@@ -72,13 +74,24 @@ fn kubectl(
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
+    (
         out.status.success(),
-        "kubectl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs kubectl; returns stdout, panicking with stderr on failure.
+fn kubectl(
+    kubeconfig: &Path,
+    cache: &Path,
+    namespace: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> String {
+    let (ok, stdout, stderr) = run_kubectl(kubeconfig, cache, namespace, args, stdin);
+    assert!(ok, "kubectl {args:?} failed: {stdout}{stderr}");
+    stdout
 }
 
 const TASKRUN: &str = r#"
@@ -94,17 +107,25 @@ spec:
       value: linux/arm64
 "#;
 
-fn crd_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/tekton-taskrun.yaml")
+/// The upstream TaskRun CRD without its webhook conversion, written to `dir`.
+fn crd_file(dir: &Path) -> PathBuf {
+    let crds = kube_sim::crds::tekton_crds().unwrap_or_else(|e| panic!("{e}"));
+    let taskrun = crds
+        .iter()
+        .find(|c| c["metadata"]["name"] == kube_sim::crds::TASKRUN_CRD_NAME)
+        .expect("the TaskRun CRD");
+    let path = dir.join("taskrun-crd.json");
+    std::fs::write(&path, serde_json::to_vec(taskrun).unwrap()).unwrap();
+    path
 }
 
-/// The TaskRun round trip every kubectl test does.
+/// The TaskRun round trip every kubectl test does, with kubectl's default validation.
 fn taskrun_round_trip(kubeconfig: &Path, namespace: &str) {
     let cache = tempfile::tempdir().unwrap();
     let k = |args: &[&str], stdin: Option<&str>| {
         kubectl(kubeconfig, cache.path(), namespace, args, stdin)
     };
-    k(&["create", "--validate=false", "-f", "-"], Some(TASKRUN));
+    k(&["create", "-f", "-"], Some(TASKRUN));
     let table = k(&["get", "taskruns"], None);
     assert!(
         table.contains("kubectl-run") && table.contains("SUCCEEDED"),
@@ -112,6 +133,30 @@ fn taskrun_round_trip(kubeconfig: &Path, namespace: &str) {
     );
     let short = k(&["get", "tr", "-l", "origin=kubectl", "-o", "name"], None);
     assert_eq!(short.trim(), "taskrun.tekton.dev/kubectl-run");
+    let explained = k(&["explain", "taskrun.spec"], None);
+    assert!(
+        explained.contains("FIELDS")
+            && explained.contains("params")
+            && explained.contains("taskRef"),
+        "{explained}"
+    );
+    // Server-side field validation: kubectl asks for Strict, the server names the field.
+    let typo = TASKRUN
+        .replace("kubectl-run", "kubectl-typo")
+        .replace("  params:", "  parms:");
+    let (ok, _, stderr) = run_kubectl(
+        kubeconfig,
+        cache.path(),
+        namespace,
+        &["create", "-f", "-"],
+        Some(&typo),
+    );
+    assert!(!ok, "an unknown field is refused");
+    assert!(
+        stderr.contains("strict decoding error")
+            && stderr.contains(r#"unknown field "spec.parms""#),
+        "{stderr}"
+    );
     k(
         &[
             "patch",
@@ -146,7 +191,7 @@ fn taskrun_round_trip(kubeconfig: &Path, namespace: &str) {
                 "--type",
                 "merge",
                 "-p",
-                r#"{"status":{"conditions":[{"type":"Succeeded","status":"True","reason":"Done"}]}}"#,
+                r#"{"status":{"podName":"kubectl-run-pod","conditions":[{"type":"Succeeded","status":"True","reason":"Done"}]}}"#,
             ],
             None,
         );
@@ -155,7 +200,7 @@ fn taskrun_round_trip(kubeconfig: &Path, namespace: &str) {
     } else {
         eprintln!("kubectl older than 1.24 has no --subresource: the status patch is not checked");
     }
-    k(&["apply", "--validate=false", "-f", "-"], Some(TASKRUN));
+    k(&["apply", "-f", "-"], Some(TASKRUN));
     k(&["delete", "tr", "kubectl-run"], None);
     let after = k(&["get", "tr", "-o", "name"], None);
     assert!(!after.contains("kubectl-run"), "{after}");
@@ -173,23 +218,19 @@ async fn kubectl_drives_taskruns_through_the_test_environment() {
             cache.path().to_path_buf(),
         );
         tokio::task::spawn_blocking(move || {
+            let file = crd_file(&dir);
             kubectl(
                 &path,
                 &dir,
                 &ns,
-                &[
-                    "apply",
-                    "--validate=false",
-                    "-f",
-                    crd_file().to_str().unwrap(),
-                ],
+                &["apply", "-f", file.to_str().unwrap()],
                 None,
             )
         })
         .await
         .unwrap();
     }
-    env.ensure_taskrun_crd().await.unwrap();
+    env.ensure_tekton_crds().await.unwrap();
     let (path, ns) = (
         env.kubeconfig_path().to_path_buf(),
         env.namespace().to_string(),
@@ -205,11 +246,10 @@ async fn kubectl_drives_taskruns_through_the_test_environment() {
     );
     tokio::task::spawn_blocking(move || {
         let k = |args: &[&str], stdin: Option<&str>| kubectl(&path, cache.path(), &ns, args, stdin);
-        k(&["apply", "--validate=false", "-f", "-"], Some(cm));
-        k(
-            &["apply", "--validate=false", "-f", "-"],
-            Some(&cm.replace("\"1\"", "\"2\"")),
-        );
+        k(&["apply", "-f", "-"], Some(cm));
+        k(&["apply", "-f", "-"], Some(&cm.replace("\"1\"", "\"2\"")));
+        let explained = k(&["explain", "configmap.data"], None);
+        assert!(explained.contains("data"), "{explained}");
         assert_eq!(
             k(
                 &["get", "cm", "via-kubectl", "-o", "jsonpath={.data.a}"],
@@ -221,7 +261,6 @@ async fn kubectl_drives_taskruns_through_the_test_environment() {
             &[
                 "apply",
                 "--server-side",
-                "--validate=false",
                 "--field-manager",
                 "ssa-test",
                 "-f",
@@ -300,16 +339,12 @@ fn kubectl_drives_taskruns_against_the_kube_sim_binary() {
         .expect("the binary prints an export KUBECONFIG line");
     assert_eq!(Path::new(&printed), kubeconfig);
     let cache = tempfile::tempdir().unwrap();
+    let file = crd_file(dir.path());
     kubectl(
         &kubeconfig,
         cache.path(),
         "default",
-        &[
-            "apply",
-            "-f",
-            crd_file().to_str().unwrap(),
-            "--validate=false",
-        ],
+        &["apply", "-f", file.to_str().unwrap()],
         None,
     );
     let crds = kubectl(

@@ -95,6 +95,68 @@ async fn strategic_merge_on_builtins_but_not_on_custom_resources() {
 }
 
 #[tokio::test]
+async fn strategic_merge_orders_lists_like_the_api_server() {
+    let env = env("patch-smp-order").await;
+    let api = env.api::<ConfigMap>();
+    let mut cm = cm("order", &[]);
+    cm.metadata.finalizers = Some(vec!["example.com/a".into(), "example.com/b".into()]);
+    api.create(&Default::default(), &cm).await.unwrap();
+    let finalizers = |c: ConfigMap| c.metadata.finalizers.unwrap_or_default();
+    // A union puts the patch's new item first.
+    let r = api
+        .patch(
+            "order",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {"finalizers": ["example.com/c"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        finalizers(r),
+        ["example.com/c", "example.com/a", "example.com/b"]
+    );
+    // `$setElementOrder` reorders, `$deleteFromPrimitiveList` removes.
+    let r = api
+        .patch(
+            "order",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {
+                "$setElementOrder/finalizers": ["example.com/b", "example.com/a"],
+                "$deleteFromPrimitiveList/finalizers": ["example.com/c"]
+            }})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(finalizers(r), ["example.com/b", "example.com/a"]);
+    // A patch item that is not in `$setElementOrder` fails; the API server reports this
+    // Go error as a 500 without a reason.
+    let s = api_error(
+        api.patch(
+            "order",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"metadata": {
+                "$setElementOrder/finalizers": ["example.com/b"],
+                "finalizers": ["example.com/d"]
+            }})),
+        )
+        .await,
+    );
+    assert_eq!(s.code, 500, "{s:?}");
+    assert!(
+        s.message.contains("doesn't match $setElementOrder"),
+        "{s:?}"
+    );
+    api.patch(
+        "order",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
 async fn status_patch_touches_only_status() {
     let env = env("patch-status").await;
     let trs = taskruns(&env).await;

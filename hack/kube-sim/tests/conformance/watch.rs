@@ -1,4 +1,6 @@
-//! Watch: event order, resuming from a resourceVersion, selectors, bookmarks, 410 Gone.
+//! Watch: event order, resuming from a resourceVersion, selectors, bookmarks, and the watch
+//! cache window: a resourceVersion inside it replays the changes since, an older one gets
+//! 410 Gone, and a kube::runtime watcher given such a version re-lists and goes on.
 
 use std::time::Duration;
 
@@ -6,7 +8,8 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube_sim::{Options, Server, TestEnv};
+use kube_sim::store::WatchCacheWindow;
+use kube_sim::{Options, Server, TestEnv, wait_for, wait_until};
 use serde_json::json;
 
 use crate::common::*;
@@ -139,34 +142,152 @@ async fn label_selected_watch_sees_objects_enter_and_leave() {
     env.cleanup().await.unwrap();
 }
 
+/// A small watch cache window on kube-sim, so a resourceVersion leaves it after a few
+/// changes (a real API server keeps every change of the last 75 s, at least 100).
+fn small_window() -> Options {
+    Options {
+        watch_cache: WatchCacheWindow::events(10),
+        ..Default::default()
+    }
+}
+
+/// Changes a ConfigMap the test's watchers do not select until a watch from `rv` answers
+/// 410 Gone (the server no longer has `rv` in its watch cache), and returns that answer.
+/// kube-sim needs a few changes; a real API server needs about two minutes of them.
+async fn change_until_expired(api: &Api<ConfigMap>, rv: &str) -> kube::core::Status {
+    let round = std::sync::atomic::AtomicU64::new(0);
+    wait_for(
+        Duration::from_secs(600),
+        "the resourceVersion leaves the watch cache",
+        || async {
+            for _ in 0..20 {
+                let n = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p = Patch::Merge(json!({"data": {"round": n.to_string()}}));
+                api.patch("churn", &PatchParams::default(), &p)
+                    .await
+                    .unwrap();
+            }
+            let mut stream = api.watch(&WatchParams::default(), rv).await.ok()?.boxed();
+            let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+                .await
+                .ok()??;
+            match first {
+                Ok(WatchEvent::Error(s)) if s.code == 410 => Some(*s),
+                _ => None,
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
-async fn compacted_resource_version_gives_410_gone() {
-    let env = env("watch-gone").await;
+async fn an_old_resource_version_replays_inside_the_window_and_is_gone_after_it() {
+    let env = TestEnv::start_with("watch-gone", small_window())
+        .await
+        .unwrap();
     let api = env.api::<ConfigMap>();
-    create_cm(&env, "g", &[]).await;
-    // resourceVersion 1 is long compacted on any cluster (kube-sim starts compacted).
+    let first = create_cm(&env, "g0", &[]).await;
+    let old = first.metadata.resource_version.unwrap();
+    create_cm(&env, "g1", &[]).await;
+    create_cm(&env, "churn", &[]).await;
+    // Still inside the watch cache: the changes since are replayed.
     let mut stream = api
-        .watch(&WatchParams::default(), "1")
+        .watch(&WatchParams::default(), &old)
         .await
         .unwrap()
         .boxed();
-    let e = tokio::time::timeout(Duration::from_secs(30), stream.next())
+    assert_eq!(
+        name_of(&next_event(&mut stream).await),
+        ("ADDED", "g1".into())
+    );
+    drop(stream);
+    // Once the window has moved past it: 410 Gone, in the stream.
+    let gone = change_until_expired(&api, &old).await;
+    assert_eq!(
+        (gone.code, gone.reason.as_str()),
+        (410, "Expired"),
+        "{gone:?}"
+    );
+    assert!(
+        gone.message
+            .starts_with(&format!("too old resource version: {old} (")),
+        "{gone:?}"
+    );
+    env.cleanup().await.unwrap();
+}
+
+/// What a watcher reported, for the test to wait on.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Listed,
+    Object(String),
+    Error(u16),
+}
+
+#[tokio::test]
+async fn a_watcher_relists_after_410_and_goes_on() {
+    let env = TestEnv::start_with("watch-relist", small_window())
+        .await
+        .unwrap();
+    let api = env.api::<ConfigMap>();
+    create_cm(&env, "kept", &[("relist", "yes")]).await;
+    create_cm(&env, "churn", &[]).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Watches of one second end before any bookmark could move the watcher's
+    // resourceVersion on: it resumes from the version of its list.
+    let config = watcher::Config::default().labels("relist=yes").timeout(1);
+    let task = tokio::spawn({
+        let seen = seen.clone();
+        watcher(api.clone(), config).for_each(move |e| {
+            let s = match e {
+                Ok(watcher::Event::InitDone) => Some(Seen::Listed),
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    Some(Seen::Object(o.metadata.name.unwrap_or_default()))
+                }
+                Err(watcher::Error::WatchError(s)) => Some(Seen::Error(s.code)),
+                _ => None,
+            };
+            seen.lock().unwrap().extend(s);
+            futures::future::ready(())
+        })
+    });
+    let count = |what: Seen| seen.lock().unwrap().iter().filter(|s| **s == what).count();
+    wait_until(SLOW, "the watcher listed", || async {
+        count(Seen::Listed) == 1
+    })
+    .await
+    .unwrap();
+    // A version at least as new as the watcher's: once it is gone, so is the watcher's.
+    let rv = api
+        .list(&ListParams::default())
         .await
         .unwrap()
-        .unwrap()
+        .metadata
+        .resource_version
         .unwrap();
-    match e {
-        WatchEvent::Error(s) => assert_eq!(s.code, 410, "{s:?}"),
-        other => panic!("expected 410 Gone, got {other:?}"),
-    }
+    change_until_expired(&api, &rv).await;
+    wait_until(SLOW, "the watcher got 410 and listed again", || async {
+        count(Seen::Error(410)) >= 1 && count(Seen::Listed) >= 2
+    })
+    .await
+    .unwrap();
+    create_cm(&env, "after", &[("relist", "yes")]).await;
+    wait_until(SLOW, "the watcher sees a new object", || async {
+        count(Seen::Object("after".into())) >= 1
+    })
+    .await
+    .unwrap();
+    assert!(count(Seen::Object("kept".into())) >= 2, "listed twice");
+    task.abort();
     env.cleanup().await.unwrap();
 }
 
 #[tokio::test]
 async fn bounded_history_compacts_and_watchers_recover() {
-    // kube-sim only: the history bound is kube-sim's stand-in for etcd compaction.
+    // kube-sim only: an etcd compaction (`compact`) on top of a tiny watch cache.
     let server = Server::start(Options {
-        history_limit: 5,
+        watch_cache: WatchCacheWindow::events(5),
         ..Default::default()
     })
     .await

@@ -278,7 +278,10 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
         |s| s.url().to_owned(),
     );
     steps.say(format!("API server {url}, namespace {}", bed.namespace()));
-    steps.say("tekton.dev/v1 TaskRun CRD installed (no Tekton: this demo plays its part)");
+    steps.say(format!(
+        "Tekton Pipelines CRDs installed, unmodified from {} (no Tekton runs: this demo plays its part)",
+        testbed::kube_sim::crds::tekton_crds_dir().display()
+    ));
     steps.done();
 
     steps.begin("Start a build host: OpenSSH sshd in its own mount, PID and UTS namespaces");

@@ -1,7 +1,7 @@
 //! The patch formats of the API: JSON merge (RFC 7386), JSON patch (RFC 6902) and
-//! strategic merge (merge semantics plus the common list directives).
+//! strategic merge (the algorithm of apimachinery's `strategicpatch`, in [`strategic`]).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, Reason};
 
@@ -72,173 +72,10 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Merge keys of the lists strategic merge patches merge element-wise (the built-in types
-/// kube-sim serves); other lists are replaced. `parent` is the field holding the map the
-/// list is in: `ports` of a container merge by `containerPort`, a Service's by `port`.
-fn merge_key(parent: &str, field: &str) -> Option<&'static str> {
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "imagePullSecrets"
-        | "secrets" => Some("name"),
-        "volumeMounts" => Some("mountPath"),
-        "ports" if is_container_list(parent) => Some("containerPort"),
-        "ports" => Some("port"),
-        "ownerReferences" => Some("uid"),
-        "conditions" => Some("type"),
-        _ => None,
-    }
-}
+mod gosort;
+mod strategic;
 
-fn is_container_list(field: &str) -> bool {
-    matches!(
-        field,
-        "containers" | "initContainers" | "ephemeralContainers"
-    )
-}
-
-/// Lists of scalars that strategic merge unions (`patchStrategy: merge`).
-fn is_primitive_merge_list(field: &str) -> bool {
-    field == "finalizers"
-}
-
-/// Applies a strategic merge patch. Implements map merging, `null` deletion, element-wise
-/// merging of keyed lists, union of `finalizers`, `$patch: replace|delete`, and
-/// `$deleteFromPrimitiveList/<field>`; ordering directives (`$setElementOrder`) and
-/// `$retainKeys` are accepted and ignored.
-pub fn strategic(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
-    let Value::Object(p) = patch else {
-        return Err(ApiError::bad_request(
-            "strategic merge patch must be a JSON object",
-        ));
-    };
-    if !doc.is_object() {
-        *doc = Value::Object(Map::new());
-    }
-    let Value::Object(d) = doc else {
-        unreachable!("made an object above")
-    };
-    strategic_map(d, p, "")
-}
-
-/// Merges patch map `p` into `d`; `parent` is the field name `d` is the value (or a list
-/// element) of, "" at the top.
-fn strategic_map(
-    d: &mut Map<String, Value>,
-    p: &Map<String, Value>,
-    parent: &str,
-) -> Result<(), ApiError> {
-    match p.get("$patch").and_then(Value::as_str) {
-        Some("replace") => {
-            let mut clean = p.clone();
-            clean.remove("$patch");
-            *d = clean;
-            return Ok(());
-        }
-        Some("delete") => {
-            d.clear();
-            return Ok(());
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown patch type: {other:?} in map"
-            )));
-        }
-        None => {}
-    }
-    for (k, v) in p {
-        if k == "$retainKeys" || k.starts_with("$setElementOrder/") {
-            continue;
-        }
-        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(list)), Value::Array(gone)) = (d.get_mut(field), v) {
-                list.retain(|x| !gone.contains(x));
-            }
-            continue;
-        }
-        if v.is_null() {
-            d.remove(k);
-            continue;
-        }
-        match (d.get_mut(k), v) {
-            (Some(Value::Object(dm)), Value::Object(pm)) => strategic_map(dm, pm, k)?,
-            (Some(Value::Array(dl)), Value::Array(pl)) => {
-                if let Some(key) = merge_key(parent, k) {
-                    merge_keyed_list(dl, pl, k, key)?;
-                } else if is_primitive_merge_list(k) {
-                    for x in pl {
-                        if !dl.contains(x) {
-                            dl.push(x.clone());
-                        }
-                    }
-                } else {
-                    *dl = pl.clone();
-                }
-            }
-            (_, Value::Object(pm)) => {
-                let mut fresh = Map::new();
-                strategic_map(&mut fresh, pm, k)?;
-                d.insert(k.clone(), Value::Object(fresh));
-            }
-            (_, Value::Array(pl)) => {
-                // A new keyed list: drop directive-only entries.
-                let items = pl
-                    .iter()
-                    .filter(|i| i.get("$patch").is_none())
-                    .cloned()
-                    .collect();
-                d.insert(k.clone(), Value::Array(items));
-            }
-            _ => {
-                d.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Merges the elements of list `field` by their `key` value.
-fn merge_keyed_list(
-    dl: &mut Vec<Value>,
-    pl: &[Value],
-    field: &str,
-    key: &str,
-) -> Result<(), ApiError> {
-    for item in pl {
-        let Some(Value::Object(pm)) = Some(item) else {
-            return Err(ApiError::bad_request(format!(
-                "list with merge key {key:?} must hold objects"
-            )));
-        };
-        let id = pm.get(key).cloned().unwrap_or(Value::Null);
-        let pos = dl.iter().position(|x| x.get(key) == Some(&id));
-        match (pm.get("$patch").and_then(Value::as_str), pos) {
-            (Some("delete"), Some(i)) => {
-                dl.remove(i);
-            }
-            (Some("delete"), None) => {}
-            (Some("replace"), Some(i)) => {
-                let mut clean = pm.clone();
-                clean.remove("$patch");
-                dl[i] = Value::Object(clean);
-            }
-            (_, Some(i)) => {
-                if let Value::Object(existing) = &mut dl[i] {
-                    strategic_map(existing, pm, field)?;
-                }
-            }
-            (_, None) => {
-                let mut fresh = Map::new();
-                strategic_map(&mut fresh, pm, field)?;
-                dl.push(Value::Object(fresh));
-            }
-        }
-    }
-    Ok(())
-}
+pub use strategic::{ListStrategy, list_strategy, strategic};
 
 #[cfg(test)]
 mod tests {
@@ -305,7 +142,8 @@ mod tests {
             }),
         )
         .unwrap();
-        assert_eq!(d["metadata"]["finalizers"], json!(["a", "b"]));
+        // New items come first, as on the API server.
+        assert_eq!(d["metadata"]["finalizers"], json!(["b", "a"]));
         assert_eq!(
             d["spec"]["containers"],
             json!([{"name": "x", "image": "3"}])
@@ -335,7 +173,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             deploy["spec"]["template"]["spec"]["containers"][0]["ports"],
-            json!([{"name": "a", "containerPort": 80}, {"name": "b", "containerPort": 81}])
+            json!([{"name": "b", "containerPort": 81}, {"name": "a", "containerPort": 80}])
         );
         let mut svc = json!({"spec": {"ports": [
             {"name": "metrics", "port": 8080, "targetPort": 8080},
