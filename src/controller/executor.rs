@@ -182,6 +182,7 @@ impl Executor {
                 address: &host.address,
                 private_key: pair.private_key_openssh(),
                 known_hosts: Some(&known_hosts),
+                user_dir: None,
             },
         );
         step!(self.writer.put_secret(&secret).await);

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use mpc_core::cloud::{InstanceId, LaunchSpec};
 use mpc_core::cluster::patches;
 use mpc_core::cluster::secrets::{self, HostAccess};
+use mpc_core::host_work::handover::BuilderHandover;
 use mpc_core::machine::{
     HostFailure, HostFailureKind, LaunchFailure, LaunchOrder, Report, VmOrder, VmReleaseOrder,
 };
@@ -14,11 +15,11 @@ use mpc_core::naming::{CLOUD_ADMIN_USER, secret_name};
 use mpc_core::time::{Timestamp, elapsed};
 use mpc_ec2::{DedicatedHost, LaunchRequest, TaskRunRef};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::executor::{Executor, api_report, failure_kind, grants, known_hosts_entry, owner};
 use crate::cluster::io::ClusterError;
-use crate::remote::{self, HostKeyPolicy, HostTarget, ProvisionRequest};
+use crate::remote::{self, HandoverFailure, HostKeyPolicy, HostTarget, ProvisionRequest};
 
 /// First and longest wait between looks at a booting instance (its address, its sshd);
 /// `check-interval` caps the longest.
@@ -171,7 +172,11 @@ impl Executor {
         );
         // 2. Done before (a restart, a lost report)? Keep the Secret the build may use.
         let name = secret_name(&key.name);
-        let login = format!("{}@{address}", order.user);
+        let login_user = order
+            .handover
+            .as_ref()
+            .map_or(order.user.as_str(), |h| h.builder_user);
+        let login = format!("{login_user}@{address}");
         match self.writer.get_secret(&key.namespace, &name).await {
             Ok(Some(existing)) if grants(&existing, &login) => return Report::AlreadyProvisioned,
             Ok(_) => {}
@@ -190,10 +195,19 @@ impl Executor {
             name: order.instance.to_string(),
             address: address.clone(),
             port: 22,
-            admin_user: CLOUD_ADMIN_USER.to_owned(),
+            admin_user: order
+                .handover
+                .as_ref()
+                .map_or(CLOUD_ADMIN_USER, |h| h.admin_user)
+                .to_owned(),
             admin_key,
             host_key_policy: HostKeyPolicy::AcceptNew(std::sync::Arc::clone(&self.vm_known_hosts)),
         };
+        if let Some(handover) = &order.handover {
+            return self
+                .hand_over(order, handover, &target, deadline, poll_max)
+                .await;
+        }
         let mut delay = BOOT_POLL.0;
         loop {
             match self.ssh.probe(&target).await {
@@ -241,12 +255,81 @@ impl Executor {
                 address: &address,
                 private_key: pair.private_key_openssh(),
                 known_hosts: Some(&known_hosts),
+                user_dir: None,
             },
         );
         step!(self.writer.put_secret(&secret).await);
         info!(taskrun = %key.name, namespace = %key.namespace, instance = %order.instance,
               %address, user = %order.user, key_fingerprint = %pair.fingerprint(),
               "allocated: VM prepared and Secret written");
+        Report::Provisioned
+    }
+
+    /// Windows and macOS: waits until the VM's admin can read the builder key (sshd up,
+    /// user data done), writes the Secret for `konflux-builder`, then deletes the file so
+    /// the Secret is the key's only copy off the VM's builder account.
+    async fn hand_over(
+        &self,
+        order: &VmOrder,
+        handover: &BuilderHandover,
+        target: &HostTarget,
+        deadline: Instant,
+        poll_max: Duration,
+    ) -> Report {
+        let key = &order.taskrun.key;
+        let address = target.address.as_str();
+        let timeout = order.access.allocation_timeout.as_secs();
+        let mut delay = BOOT_POLL.0;
+        let taken = loop {
+            match self.ssh.take_builder_key(target, handover).await {
+                Ok(taken) => break taken,
+                Err(e) if e.may_pass() && Instant::now() + delay <= deadline => {
+                    debug!(taskrun = %key.name, instance = %order.instance, error = %e,
+                           "builder key not ready yet");
+                }
+                Err(e) => {
+                    let (kind, within) = match &e {
+                        HandoverFailure::Remote(remote) => (failure_kind(remote), e.may_pass()),
+                        HandoverFailure::Key { source, .. } => {
+                            (HostFailureKind::Command, source.may_appear())
+                        }
+                    };
+                    let when = if within {
+                        format!(" within the allocation timeout of {timeout}s")
+                    } else {
+                        String::new()
+                    };
+                    let message = format!(
+                        "the builder account of instance {} at {address} could not be handed \
+                         over{when}: {e}",
+                        order.instance
+                    );
+                    warn!(taskrun = %key.name, namespace = %key.namespace,
+                          instance = %order.instance, error = %message, "handing the VM over failed");
+                    return Report::ProvisionFailed(HostFailure { kind, message });
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(poll_max);
+        };
+        let known_hosts = known_hosts_entry(address, 22, &taken.host_key);
+        let secret = secrets::access_secret(
+            &owner(&order.taskrun),
+            &HostAccess {
+                user: handover.builder_user,
+                address,
+                private_key: taken.private_key.as_str(),
+                known_hosts: Some(&known_hosts),
+                user_dir: Some(handover.user_dir),
+            },
+        );
+        step!(self.writer.put_secret(&secret).await);
+        // Not fatal: the VM serves this TaskRun alone and is terminated after it; the
+        // failure is logged by `delete_file`.
+        let _ = taken.delete_file().await;
+        info!(taskrun = %key.name, namespace = %key.namespace, instance = %order.instance,
+              %address, user = handover.builder_user, os = ?handover.os,
+              "allocated: VM handed over and Secret written");
         Report::Provisioned
     }
 

@@ -118,41 +118,7 @@ pub(crate) async fn connect(
     config: &SshSettings,
 ) -> Result<Connection, RemoteError> {
     let attempt = async {
-        let expectation = expectation(host).await?;
-        let expected = match &expectation {
-            Expectation::Known(key) => Some(key.clone()),
-            _ => None,
-        };
-        let stream = TcpStream::connect((host.address.as_str(), host.port))
-            .await
-            .map_err(|e| unreachable(host, e.to_string()))?;
-        // Small request/response packets: no Nagle delay.
-        let _ = stream.set_nodelay(true);
-        let accepted = Arc::new(Mutex::new(None));
-        let verifier = Verifier {
-            host: host.name.clone(),
-            expectation,
-            accepted: Arc::clone(&accepted),
-        };
-        let ssh_config = Arc::new(client::Config {
-            preferred: russh::Preferred {
-                key: Cow::Owned(host_key_algorithms(expected.as_ref())),
-                ..Default::default()
-            },
-            keepalive_interval: config.keepalive_interval,
-            keepalive_max: 3,
-            nodelay: true,
-            ..Default::default()
-        });
-        let mut handle = client::connect_stream(ssh_config, stream, verifier)
-            .await
-            .map_err(|e| handshake_error(host, e, expected.as_ref()))?;
-        let host_key = accepted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .ok_or_else(|| protocol(host, "the handshake finished without a host key check"))?;
-        authenticate(&mut handle, host).await?;
+        let (handle, host_key) = handshake(host, config).await?;
         // The connect timeout around all of this bounds it; no deadline of its own.
         let far = tokio::time::Instant::now() + config.connect_timeout;
         let whoami = run(&handle, &whoami_command(), far)
@@ -188,6 +154,23 @@ pub(crate) async fn connect(
             host_key,
         })
     };
+    within_connect_timeout(host, config, attempt).await
+}
+
+/// Connects, verifies the host key and authenticates, within the connect timeout; no
+/// command runs, so this works on hosts without a POSIX shell (Windows).
+pub(crate) async fn open(
+    host: &HostTarget,
+    config: &SshSettings,
+) -> Result<(Handle<Verifier>, PublicKey), RemoteError> {
+    within_connect_timeout(host, config, handshake(host, config)).await
+}
+
+async fn within_connect_timeout<T>(
+    host: &HostTarget,
+    config: &SshSettings,
+    attempt: impl Future<Output = Result<T, RemoteError>>,
+) -> Result<T, RemoteError> {
     tokio::time::timeout(config.connect_timeout, attempt)
         .await
         .map_err(|_| RemoteError::Timeout {
@@ -195,6 +178,51 @@ pub(crate) async fn connect(
             phase: SshStep::Connect,
             after: config.connect_timeout,
         })?
+}
+
+/// TCP, the SSH handshake with the host-key check, and the admin's authentication.
+async fn handshake(
+    host: &HostTarget,
+    config: &SshSettings,
+) -> Result<(Handle<Verifier>, PublicKey), RemoteError> {
+    {
+        let expectation = expectation(host).await?;
+        let expected = match &expectation {
+            Expectation::Known(key) => Some(key.clone()),
+            _ => None,
+        };
+        let stream = TcpStream::connect((host.address.as_str(), host.port))
+            .await
+            .map_err(|e| unreachable(host, e.to_string()))?;
+        // Small request/response packets: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        let accepted = Arc::new(Mutex::new(None));
+        let verifier = Verifier {
+            host: host.name.clone(),
+            expectation,
+            accepted: Arc::clone(&accepted),
+        };
+        let ssh_config = Arc::new(client::Config {
+            preferred: russh::Preferred {
+                key: Cow::Owned(host_key_algorithms(expected.as_ref())),
+                ..Default::default()
+            },
+            keepalive_interval: config.keepalive_interval,
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        });
+        let mut handle = client::connect_stream(ssh_config, stream, verifier)
+            .await
+            .map_err(|e| handshake_error(host, e, expected.as_ref()))?;
+        let host_key = accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| protocol(host, "the handshake finished without a host key check"))?;
+        authenticate(&mut handle, host).await?;
+        Ok((handle, host_key))
+    }
 }
 
 async fn authenticate(handle: &mut Handle<Verifier>, host: &HostTarget) -> Result<(), RemoteError> {

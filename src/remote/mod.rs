@@ -6,6 +6,7 @@
 //! - [`script`]: the fixed remote scripts and exact command lines (pure);
 //! - [`report`]: reading the scripts' answers (pure);
 //! - [`host_key`]: host-key policy and the remembered-key store;
+//! - [`handover`]: Windows and macOS VMs hand their builder account's key over;
 //! - [`SshPool::try_login`]: a one-off login as any user with any key (checks such as
 //!   "sshd refuses an expired build key");
 //! - [`session`]: the connection pool that runs it all ([`SshPool`]), with private
@@ -34,6 +35,7 @@
 mod channel;
 mod connect;
 pub mod error;
+pub mod handover;
 pub mod host_key;
 pub mod keys;
 mod login;
@@ -42,6 +44,7 @@ pub mod settings;
 pub mod target;
 
 pub use error::{FailureClass, RemoteError, SshStep};
+pub use handover::{BuilderKey, HandoverFailure};
 pub use host_key::{HostKeyPolicy, KnownHosts, KnownHostsError, MemoryKnownHosts};
 pub use keys::{
     AdminKey, KeyError, UserKeyPair, fingerprint, generate, known_hosts_line, parse_host_key,

@@ -42,6 +42,19 @@ impl CloudBed {
         boot_delay: Duration,
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::start_for(prefix, ARM, list, max, boot_delay, extra).await
+    }
+
+    /// Serves `platform` from the list `list` (`dynamic-platforms`, …); `extra` keys are
+    /// written as given.
+    async fn start_for(
+        prefix: &str,
+        platform: &str,
+        list: &str,
+        max: u32,
+        boot_delay: Duration,
+        extra: &[(&str, &str)],
+    ) -> Self {
         init_test_logging();
         let ec2 = Ec2Testbed::start_with(ec2_testbed::TestbedOptions {
             hosts_options: HostsOptions {
@@ -81,28 +94,28 @@ impl CloudBed {
                 .await
                 .expect("Secret");
         }
+        let label = platform.replace('/', "-");
         let mut data: BTreeMap<String, String> = [
-            (list, ARM.to_owned()),
-            ("instance-tag", TAG.to_owned()),
-            ("dynamic.linux-arm64.type", "aws".to_owned()),
-            ("dynamic.linux-arm64.region", REGION.to_owned()),
-            ("dynamic.linux-arm64.ami", ec2.image_id().to_owned()),
-            ("dynamic.linux-arm64.instance-type", TYPE.to_owned()),
-            (
-                "dynamic.linux-arm64.key-name",
-                ec2.key_pair().name().to_owned(),
-            ),
-            ("dynamic.linux-arm64.aws-secret", "aws-account".to_owned()),
-            ("dynamic.linux-arm64.ssh-secret", "aws-ssh".to_owned()),
-            (
-                "dynamic.linux-arm64.subnet-id",
-                ec2.network().subnet_id.clone(),
-            ),
-            ("dynamic.linux-arm64.max-instances", max.to_string()),
-            ("dynamic.linux-arm64.check-interval", "1".to_owned()),
+            (list.to_owned(), platform.to_owned()),
+            ("instance-tag".to_owned(), TAG.to_owned()),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            [
+                ("type", "aws".to_owned()),
+                ("region", REGION.to_owned()),
+                ("ami", ec2.image_id().to_owned()),
+                ("instance-type", TYPE.to_owned()),
+                ("key-name", ec2.key_pair().name().to_owned()),
+                ("aws-secret", "aws-account".to_owned()),
+                ("ssh-secret", "aws-ssh".to_owned()),
+                ("subnet-id", ec2.network().subnet_id.clone()),
+                ("max-instances", max.to_string()),
+                ("check-interval", "1".to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (format!("dynamic.{label}.{k}"), v)),
+        )
         .collect();
         for (k, v) in extra {
             data.insert((*k).to_owned(), (*v).to_owned());
@@ -627,4 +640,96 @@ async fn instances_with(admin: &aws_sdk_ec2::Client) -> Vec<(String, String, Opt
             )
         })
         .collect()
+}
+
+/// What a macOS VM's user data does: a `konflux-builder` account whose private key is
+/// left in `ec2-user`'s home for the controller to hand over.
+const MACOS_USER_DATA: &str = r#"set -eu
+useradd --create-home --user-group --shell /bin/bash --password '*' konflux-builder
+ssh-keygen -q -t ed25519 -N '' -C konflux-builder -f /home/ec2-user/konflux-builder.new
+install -d -m 700 -o konflux-builder -g konflux-builder /home/konflux-builder/.ssh
+install -m 600 -o konflux-builder -g konflux-builder /home/ec2-user/konflux-builder.new.pub \
+  /home/konflux-builder/.ssh/authorized_keys
+rm /home/ec2-user/konflux-builder.new.pub
+chown ec2-user:ec2-user /home/ec2-user/konflux-builder.new
+mv /home/ec2-user/konflux-builder.new /home/ec2-user/konflux-builder
+"#;
+
+/// A macOS VM (a test host playing one): the controller waits for the user data's key
+/// file, hands the `konflux-builder` account over in the Secret, deletes the file, and
+/// terminates the VM after the TaskRun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_macos_vm_hands_its_builder_account_over_and_the_key_file_is_deleted() {
+    const MAC: &str = "macos/arm64";
+    let cloud = CloudBed::start_for(
+        "cloud-macos",
+        MAC,
+        "dynamic-platforms",
+        1,
+        Duration::ZERO,
+        &[],
+    )
+    .await;
+    let bed = &cloud.bed;
+    bed.submit("mac-1", MAC).await.unwrap();
+    wait_until(Duration::from_secs(60), "an instance for mac-1", || async {
+        !cloud.instances().await.is_empty()
+    })
+    .await
+    .unwrap();
+    let instance = cloud.instances().await[0].0.clone();
+    let vm = cloud
+        .ec2
+        .hosts()
+        .wait_for_host(&instance, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The VM is up before its user data has run: no Secret yet.
+    assert!(bed.secret("mac-1").await.unwrap().is_none());
+    let out = vm.shell(MACOS_USER_DATA).unwrap();
+    assert!(out.success(), "user data: {}", out.stderr);
+    let key_file = vm.dir().join("home/ec2-user/konflux-builder");
+
+    let access = bed.wait_for_secret("mac-1").await.expect("Secret");
+    let Issued::Access {
+        user,
+        host,
+        private_key,
+        user_dir,
+    } = &access
+    else {
+        panic!("expected SSH access, got {access:?}");
+    };
+    assert_eq!(user, "konflux-builder");
+    assert_eq!(host, &format!("konflux-builder@{}", vm.address()));
+    assert_eq!(user_dir, "/Users/konflux-builder");
+    let secret = bed.secret("mac-1").await.unwrap().expect("Secret");
+    let known_hosts = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("known_hosts"))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .unwrap_or_default();
+    assert!(
+        known_hosts.contains(vm.host_key().split(' ').nth(1).unwrap_or("-")),
+        "the VM's host key is pinned: {known_hosts}"
+    );
+    // The build logs in as the builder with the Secret's key; the VM keeps no copy
+    // outside the builder account.
+    let out = vm.ssh(user, private_key, "id -un").expect("ssh");
+    assert_eq!(out.stdout.trim(), "konflux-builder");
+    wait_until(Duration::from_secs(10), "the key file deleted", || async {
+        !key_file.exists()
+    })
+    .await
+    .unwrap();
+    // No throwaway user was made on it.
+    assert_eq!(vm.build_users().unwrap(), Vec::<String>::new());
+
+    bed.complete("mac-1", true).await.unwrap();
+    bed.wait_released("mac-1").await.unwrap();
+    let states = cloud.instances().await;
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1, "terminated", "{states:?}");
+    cloud.bed.cleanup().await;
 }

@@ -34,6 +34,8 @@ pub struct HostAccess<'a> {
     pub private_key: &'a str,
     /// A `known_hosts` line pinning the host key, when we know it.
     pub known_hosts: Option<&'a str>,
+    /// The user's home when it is not `/home/<user>` (Windows and macOS VMs).
+    pub user_dir: Option<&'a str>,
 }
 
 /// The Secret that lets a build log in to its host.
@@ -44,7 +46,12 @@ pub fn access_secret(owner: &SecretOwner, access: &HostAccess<'_>) -> Secret {
             secret_keys::HOST,
             format!("{}@{}", access.user, access.address),
         ),
-        (secret_keys::USER_DIR, format!("/home/{}", access.user)),
+        (
+            secret_keys::USER_DIR,
+            access
+                .user_dir
+                .map_or_else(|| format!("/home/{}", access.user), str::to_owned),
+        ),
     ]);
     if let Some(line) = access.known_hosts {
         data.insert(secret_keys::KNOWN_HOSTS, line.to_owned());
@@ -155,6 +162,7 @@ mod tests {
                 address: "10.0.0.7",
                 private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\n...",
                 known_hosts: Some("10.0.0.7 ssh-ed25519 AAAA"),
+                user_dir: None,
             },
         );
         assert_owned_and_labelled(&s);
@@ -164,6 +172,23 @@ mod tests {
         assert!(d["id_rsa"].starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
         assert_eq!(d["known_hosts"], "10.0.0.7 ssh-ed25519 AAAA");
         assert!(!d.contains_key("error"));
+    }
+
+    #[test]
+    fn a_handed_over_builder_account_keeps_its_own_home() {
+        let s = access_secret(
+            &owner(),
+            &HostAccess {
+                user: "konflux-builder",
+                address: "10.0.0.8",
+                private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\n...",
+                known_hosts: None,
+                user_dir: Some("C:\\Users\\konflux-builder"),
+            },
+        );
+        let d = data(&s);
+        assert_eq!(d["host"], "konflux-builder@10.0.0.8");
+        assert_eq!(d["user-dir"], "C:\\Users\\konflux-builder");
     }
 
     #[test]

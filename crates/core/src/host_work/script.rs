@@ -206,6 +206,9 @@ pub enum Operation {
     ListUsers,
     /// Check the host is usable.
     Probe,
+    /// Hand a Windows or macOS VM's builder key over (fixed commands, no script; see
+    /// [`super::handover`]).
+    Handover,
 }
 
 impl Operation {
@@ -216,6 +219,7 @@ impl Operation {
             Operation::Cleanup => "mpc-cleanup",
             Operation::ListUsers => "mpc-list-users",
             Operation::Probe => "mpc-probe",
+            Operation::Handover => "mpc-handover",
         }
     }
 
@@ -226,6 +230,8 @@ impl Operation {
             Operation::Cleanup => CLEANUP,
             Operation::ListUsers => LIST_USERS,
             Operation::Probe => PROBE,
+            // Not a POSIX script: the handover runs on Windows too.
+            Operation::Handover => "",
         }
     }
 

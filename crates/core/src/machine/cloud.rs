@@ -16,6 +16,7 @@ use super::timers::backoff;
 use crate::allocation::{QuotaDecision, TaskRunKey};
 use crate::cloud::{CloudInstance, CloudPlatform, InstanceId, sweep};
 use crate::config::{PoolConfig, Route};
+use crate::host_work::handover::BuilderHandover;
 use crate::naming::UserName;
 use crate::platform::Platform;
 use crate::time::{after, elapsed};
@@ -530,6 +531,7 @@ impl Core {
             key_lifetime,
             instance,
             taskrun,
+            handover: BuilderHandover::of(cloud.os),
         };
         self.issue(key, Op::ProvisionVm, Work::ProvisionVm(order));
     }

@@ -721,3 +721,57 @@ fn idle_instances_above_max_instances_are_swept_newest_first() {
     assert!(out.contains(&Command::Terminate(vec![id(2)])), "{out:?}");
     assert!(!out.contains(&Command::Terminate(vec![id(1)])), "{out:?}");
 }
+
+#[test]
+fn windows_and_macos_vms_hand_their_builder_account_over_and_linux_vms_do_not() {
+    for (platform, admin) in [
+        ("windows/amd64", Some("Administrator")),
+        ("macos/arm64", Some("ec2-user")),
+        (ARM, None),
+    ] {
+        let label = platform.replace('/', "-");
+        let settings: Vec<(String, String)> = [
+            ("dynamic-platforms".to_owned(), platform.to_owned()),
+            ("instance-tag".to_owned(), "prod".to_owned()),
+        ]
+        .into_iter()
+        .chain(
+            [
+                ("type", "aws"),
+                ("region", "us-east-1"),
+                ("ami", "ami-1"),
+                ("instance-type", "m6g.large"),
+                ("key-name", "kp"),
+                ("aws-secret", "aws-account"),
+                ("ssh-secret", "aws-ssh"),
+                ("max-instances", "2"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (format!("dynamic.{label}.{k}"), v.to_owned())),
+        )
+        .collect();
+        let pairs: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (mut core, _) = start_core(
+            CoreSettings::default(),
+            present(config_with(&[], &pairs)),
+            Vec::new(),
+            T0,
+        );
+        let platform = Platform::parse(platform).unwrap();
+        core.feed(Input::CloudListing(platform.clone(), Vec::new()), T0);
+        let out = core.feed(Input::Observed(candidate("w", platform.as_str(), 0)), T0);
+        assert_eq!(launches(&out).len(), 1, "{platform}: {out:?}");
+        let out = core.feed(Input::Report(key("w"), Report::Launched(id(1))), T0 + 1);
+        let [vm] = &vm_orders(&out)[..] else {
+            panic!("{platform}: {out:?}");
+        };
+        assert_eq!(
+            vm.handover.as_ref().map(|h| h.admin_user),
+            admin,
+            "{platform}"
+        );
+    }
+}

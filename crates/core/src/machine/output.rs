@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::allocation::TaskRunKey;
 use crate::cloud::{CloudTarget, InstanceId, LaunchSpec, VmAccess};
 use crate::config::{Host, HostKeyChecking, HostName};
+use crate::host_work::handover::BuilderHandover;
 use crate::naming::UserName;
 use crate::platform::Platform;
 use crate::time::Timestamp;
@@ -144,6 +145,8 @@ pub struct VmOrder {
     pub key_lifetime: Duration,
     /// When to give up (allocation-timeout after the launch).
     pub deadline: Timestamp,
+    /// Windows and macOS: hand the VM's builder account over instead of creating `user`.
+    pub handover: Option<BuilderHandover>,
 }
 
 /// See [`Work::ReleaseVm`].
