@@ -682,10 +682,11 @@ async fn kubectl_applies_the_install_and_the_examples() {
     env.cleanup().await.unwrap();
 }
 
-/// kube-sim: apply as an admin would, read everything back, apply again (unchanged), then
-/// an upgrade with a new image (configured, strategic merge on the Deployment).
+/// kube-sim: apply as an admin would (kubectl validates against the served OpenAPI), read
+/// everything back, apply again (unchanged), then an upgrade with a new image
+/// (configured, strategic merge on the Deployment).
 async fn apply_to_kube_sim(env: &TestEnv, cache: &Path, install: &str, examples: &str) {
-    let apply = cluster_args(env, cache, &["apply", "--validate=false", "-f", "-"]);
+    let apply = cluster_args(env, cache, &["apply", "-f", "-"]);
     let first = run_kubectl(&apply, install).await;
     let results = applied(&first);
     assert_eq!(results.len(), 8, "{first}");
