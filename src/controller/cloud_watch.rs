@@ -141,15 +141,10 @@ async fn launch_and_address(
         })?;
     let pool = mpc_core::allocation::TaskRunKey::new("pool", spec.target.platform.label_value());
     let request = super::vm::launch_request(&pool, spec);
-    let launched = client.launch(&request).await.map_err(|e| LaunchFailure {
-        code: e.label(),
-        message: format!("{}; {}", e.message(), e.advice()),
-        retryable: e.retryable(),
-        ambiguous: matches!(
-            e.kind(),
-            mpc_ec2::ErrorKind::Server | mpc_ec2::ErrorKind::Transport
-        ),
-    })?;
+    let launched = client
+        .launch(&request)
+        .await
+        .map_err(|e| super::vm::launch_failure(&e))?;
     let id = InstanceId::parse(launched.as_str()).map_err(|e| LaunchFailure {
         code: "InvalidInstanceId".to_owned(),
         message: e.to_string(),

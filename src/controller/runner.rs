@@ -664,26 +664,19 @@ impl Runner {
                 Effect::Terminate {
                     target,
                     instances,
-                    cause: TerminationCause::Retired,
+                    cause,
                 } => {
                     let names: Vec<&str> = instances.iter().map(|(i, _)| i.as_str()).collect();
-                    info!(platform = %target.platform, instances = ?names,
-                          "retiring pool instances past max-age");
-                    self.side_jobs.spawn(cloud_watch::sweep(
-                        self.clouds.clone(),
-                        target,
-                        instances,
-                    ));
-                }
-                Effect::Terminate {
-                    target,
-                    instances,
-                    cause: TerminationCause::Leaked,
-                } => {
-                    let names: Vec<&str> = instances.iter().map(|(i, _)| i.as_str()).collect();
-                    warn!(platform = %target.platform, instances = ?names,
-                          "sweeping instances no TaskRun owns");
-                    if let Some(reference) = self.config_ref.clone() {
+                    if cause == TerminationCause::Retired {
+                        info!(platform = %target.platform, instances = ?names,
+                              "retiring pool instances past max-age");
+                    } else {
+                        warn!(platform = %target.platform, instances = ?names,
+                              "sweeping instances no TaskRun owns");
+                    }
+                    if let (TerminationCause::Leaked, Some(reference)) =
+                        (cause, self.config_ref.clone())
+                    {
                         let why: Vec<String> = instances
                             .iter()
                             .map(|(i, why)| format!("{i}: {why}"))
@@ -693,7 +686,7 @@ impl Runner {
                             EventType::Warning,
                             "LeakedInstancesTerminated",
                             format!(
-                                "terminating instances of platform {} that no TaskRun owns: {}",
+                                "terminating leaked instances of platform {}: {}",
                                 target.platform,
                                 why.join("; ")
                             ),

@@ -64,15 +64,7 @@ impl Executor {
                 warn!(taskrun = %key.name, namespace = %key.namespace,
                       platform = %order.taskrun.platform, code = %e.label(), error = %e,
                       "launching an instance failed");
-                return Report::LaunchFailed(LaunchFailure {
-                    code: e.label(),
-                    message: format!("{}; {}", e.message(), e.advice()),
-                    retryable: e.retryable(),
-                    ambiguous: matches!(
-                        e.kind(),
-                        mpc_ec2::ErrorKind::Server | mpc_ec2::ErrorKind::Transport
-                    ),
-                });
+                return Report::LaunchFailed(launch_failure(&e));
             }
         };
         let Ok(instance) = InstanceId::parse(launched.as_str()) else {
@@ -382,6 +374,20 @@ impl Executor {
 }
 
 /// The EC2 request of a launch spec.
+/// What the core needs to know of a refused or failed RunInstances.
+pub(super) fn launch_failure(e: &mpc_ec2::Ec2Error) -> LaunchFailure {
+    LaunchFailure {
+        code: e.label(),
+        message: format!("{}; {}", e.message(), e.advice()),
+        retryable: e.retryable(),
+        // No answer, or a server error: an instance may have started.
+        ambiguous: matches!(
+            e.kind(),
+            mpc_ec2::ErrorKind::Server | mpc_ec2::ErrorKind::Transport
+        ),
+    }
+}
+
 pub(super) fn launch_request(
     key: &mpc_core::allocation::TaskRunKey,
     spec: &LaunchSpec,

@@ -395,6 +395,7 @@ impl Core {
             return;
         };
         run.marked = false;
+        run.wrote_marks = false;
         run.instance = None;
         let ran = run.ready_at.take().and(run.allocation_start);
         if let Some(instance) = &instance {

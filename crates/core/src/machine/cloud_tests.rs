@@ -12,22 +12,28 @@ fn arm() -> Platform {
 }
 
 fn dynamic_config(max: &str) -> PoolConfig {
-    config_with(
-        &[],
-        &[
-            ("dynamic-platforms", ARM),
-            ("instance-tag", "prod-arm64"),
-            ("dynamic.linux-arm64.type", "aws"),
-            ("dynamic.linux-arm64.region", "us-east-1"),
-            ("dynamic.linux-arm64.ami", "ami-1"),
-            ("dynamic.linux-arm64.instance-type", "m6g.large"),
-            ("dynamic.linux-arm64.key-name", "kp"),
-            ("dynamic.linux-arm64.aws-secret", "aws-account"),
-            ("dynamic.linux-arm64.ssh-secret", "aws-ssh"),
-            ("dynamic.linux-arm64.max-instances", max),
-            ("dynamic.linux-arm64.allocation-timeout", "300"),
-        ],
-    )
+    aws_config("dynamic-platforms", max, &[("allocation-timeout", "300")])
+}
+
+/// `linux/arm64` on AWS, listed in `list`, with `extra` fields of the platform.
+fn aws_config(list: &str, max: &str, extra: &[(&str, &str)]) -> PoolConfig {
+    let fields: Vec<(String, &str)> = [
+        ("type", "aws"),
+        ("region", "us-east-1"),
+        ("ami", "ami-1"),
+        ("instance-type", "m6g.large"),
+        ("key-name", "kp"),
+        ("aws-secret", "aws-account"),
+        ("ssh-secret", "aws-ssh"),
+        ("max-instances", max),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (format!("dynamic.linux-arm64.{k}"), *v))
+    .collect();
+    let mut pairs: Vec<(&str, &str)> = vec![(list, ARM), ("instance-tag", "prod-arm64")];
+    pairs.extend(fields.iter().map(|(k, v)| (k.as_str(), *v)));
+    config_with(&[], &pairs)
 }
 
 fn id(n: u32) -> InstanceId {
@@ -489,22 +495,10 @@ fn windows_and_macos_pools_and_ibm_platforms_get_an_error_secret_that_says_so() 
 // ----- dynamic pools -----
 
 fn pool_config(max: &str, concurrency: &str, max_age_minutes: &str) -> PoolConfig {
-    config_with(
-        &[],
-        &[
-            ("dynamic-pool-platforms", ARM),
-            ("instance-tag", "prod-arm64"),
-            ("dynamic.linux-arm64.type", "aws"),
-            ("dynamic.linux-arm64.region", "us-east-1"),
-            ("dynamic.linux-arm64.ami", "ami-1"),
-            ("dynamic.linux-arm64.instance-type", "m6g.large"),
-            ("dynamic.linux-arm64.key-name", "kp"),
-            ("dynamic.linux-arm64.aws-secret", "aws-account"),
-            ("dynamic.linux-arm64.ssh-secret", "aws-ssh"),
-            ("dynamic.linux-arm64.max-instances", max),
-            ("dynamic.linux-arm64.concurrency", concurrency),
-            ("dynamic.linux-arm64.max-age", max_age_minutes),
-        ],
+    aws_config(
+        "dynamic-pool-platforms",
+        max,
+        &[("concurrency", concurrency), ("max-age", max_age_minutes)],
     )
 }
 

@@ -16,6 +16,9 @@ impl Core {
     pub(super) fn issue(&mut self, key: &TaskRunKey, op: Op, work: Work) {
         if let Some(run) = self.runs.get_mut(key) {
             run.in_flight = Some(op);
+            if op.writes_marks() {
+                run.wrote_marks = true;
+            }
         }
         self.work.push_back(work);
     }

@@ -101,6 +101,7 @@ impl Core {
                     // The whole life of a served TaskRun, wait and allocation included.
                     let ran = run.ready_at.take().and(run.allocation_start);
                     run.marked = false;
+                    run.wrote_marks = false;
                     if let Some(leftover) = abandoned {
                         // Its user is still on the host and keeps the slot until the
                         // reaper removes it.

@@ -72,6 +72,13 @@ pub(crate) enum Op {
     ReleaseVm,
 }
 
+impl Op {
+    /// Whether the work writes our label, annotations or finalizer on the TaskRun.
+    pub(crate) fn writes_marks(self) -> bool {
+        !matches!(self, Op::Release | Op::ReleaseVm)
+    }
+}
+
 /// Why a TaskRun is queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum QueueReason {
@@ -94,8 +101,12 @@ pub(crate) struct Run {
     pub deleting: bool,
     /// The TaskRun is gone from the cluster.
     pub gone: bool,
-    /// The TaskRun carries marks of ours that a release must remove.
+    /// The TaskRun carries marks of ours that a release must remove (as last observed).
     pub marked: bool,
+    /// A command that writes our marks was ordered since the last release: its writes
+    /// may have landed although its report said otherwise, and a late watch event from
+    /// before them may say there are none.
+    pub wrote_marks: bool,
     pub phase: Phase,
     /// The command being carried out for this TaskRun; decide again on its report.
     pub in_flight: Option<Op>,
@@ -135,6 +146,7 @@ impl Run {
             deleting: false,
             gone: false,
             marked: false,
+            wrote_marks: false,
             phase: Phase::New,
             in_flight: None,
             attempts: 0,
@@ -173,6 +185,12 @@ impl Run {
         if self.allocation_start.is_none() {
             self.allocation_start = obs.allocation_start;
         }
+    }
+
+    /// Whether a release must run before the TaskRun is done: it carries our marks, or
+    /// it may, because we ordered writes of them.
+    pub fn may_be_marked(&self) -> bool {
+        self.marked || self.wrote_marks
     }
 
     /// The valid platform, if any.

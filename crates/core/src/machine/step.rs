@@ -23,7 +23,7 @@ impl Core {
         match run.phase.clone() {
             Phase::New => {
                 if run.finished {
-                    if run.marked {
+                    if run.may_be_marked() {
                         self.release(key, None);
                     } else {
                         self.done(key);
@@ -34,7 +34,7 @@ impl Core {
             }
             Phase::Queued { reason, marked } => {
                 if run.finished {
-                    let (marked_run, gone) = (run.marked, run.gone);
+                    let (marked_run, gone) = (run.may_be_marked(), run.gone);
                     self.leave_queue(key, reason);
                     // A gone TaskRun has no labels left to remove.
                     if (marked_run || marked) && !gone {
