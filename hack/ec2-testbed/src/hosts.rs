@@ -83,9 +83,19 @@ struct State {
     hosts: HashMap<String, Host>,
     first_seen: HashMap<String, Instant>,
     given_up: HashSet<String>,
-    events: Vec<HostEvent>,
+    events: Vec<(Instant, HostEvent)>,
     polls: u64,
     last_poll_error: Option<String>,
+}
+
+impl State {
+    fn record(&mut self, at: Instant, event: HostEvent) {
+        self.events.push((at, event));
+    }
+
+    fn events(&self) -> Vec<HostEvent> {
+        self.events.iter().map(|(_, e)| e.clone()).collect()
+    }
 }
 
 /// A snapshot of what the watcher did, for [`InstanceHosts::wait_for`].
@@ -150,7 +160,7 @@ impl InstanceHosts {
                 .iter()
                 .map(|(id, h)| (id.clone(), h.address))
                 .collect(),
-            events: state.events.clone(),
+            events: state.events(),
             polls: state.polls,
             last_poll_error: state.last_poll_error.clone(),
         }
@@ -158,7 +168,18 @@ impl InstanceHosts {
 
     /// Everything that happened so far.
     pub fn events(&self) -> Vec<HostEvent> {
+        self.shared.state().events()
+    }
+
+    /// Everything that happened so far, each with when: a host's start when its sshd
+    /// listened, its stop when sshd was stopped (for benchmarks that time the boot).
+    pub fn timeline(&self) -> Vec<(Instant, HostEvent)> {
         self.shared.state().events.clone()
+    }
+
+    /// When the watcher first listed `instance` live (its boot delay starts there).
+    pub fn first_seen(&self, instance: &str) -> Option<Instant> {
+        self.shared.state().first_seen.get(instance).copied()
     }
 
     /// The host of `instance`, while it has one.
@@ -326,15 +347,17 @@ async fn stop_ended(instances: &[Seen], shared: &Shared) {
         let address = host.address;
         // A test may still hold the host; stopping sshd frees the address regardless.
         let stopping = host.host.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let stopped = tokio::task::spawn_blocking(move || {
             let _ = stopping.stop_sshd();
+            let stopped = Instant::now();
             drop(host);
+            stopped
         })
-        .await;
+        .await
+        .unwrap_or_else(|_| Instant::now());
         shared
             .state()
-            .events
-            .push(HostEvent::Stopped { instance, address });
+            .record(stopped, HostEvent::Stopped { instance, address });
     }
 }
 
@@ -388,12 +411,16 @@ async fn start_new(
         starts.push((
             instance,
             address,
-            tokio::task::spawn_blocking(move || TestHost::start_with(&host_options)),
+            tokio::task::spawn_blocking(move || {
+                // Timed here: the starts run at once but are collected in turn.
+                let host = TestHost::start_with(&host_options);
+                (host, Instant::now())
+            }),
         ));
     }
     for (instance, address, start) in starts {
         match start.await {
-            Ok(Ok(host)) => {
+            Ok((Ok(host), listening)) => {
                 let mut state = shared.state();
                 state.hosts.insert(
                     instance.clone(),
@@ -402,9 +429,9 @@ async fn start_new(
                         host: Arc::new(host),
                     },
                 );
-                state.events.push(HostEvent::Started { instance, address });
+                state.record(listening, HostEvent::Started { instance, address });
             }
-            Ok(Err(e)) => give_up(shared, &instance, e.to_string(), true),
+            Ok((Err(e), _)) => give_up(shared, &instance, e.to_string(), true),
             Err(e) => give_up(shared, &instance, format!("start task: {e}"), true),
         }
     }
@@ -414,11 +441,12 @@ fn give_up(shared: &Shared, instance: &str, reason: String, failed: bool) {
     let mut state = shared.state();
     state.given_up.insert(instance.to_owned());
     let instance = instance.to_owned();
-    state.events.push(if failed {
+    let event = if failed {
         HostEvent::Failed { instance, reason }
     } else {
         HostEvent::Skipped { instance, reason }
-    });
+    };
+    state.record(Instant::now(), event);
 }
 
 /// What to do about a live instance without a host.
