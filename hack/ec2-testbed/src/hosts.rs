@@ -82,6 +82,8 @@ struct Host {
 struct State {
     hosts: HashMap<String, Host>,
     first_seen: HashMap<String, Instant>,
+    /// Instances whose host is being started.
+    starting: HashSet<String>,
     given_up: HashSet<String>,
     events: Vec<(Instant, HostEvent)>,
     polls: u64,
@@ -120,6 +122,11 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the waiters of [`InstanceHosts::wait_for`] (the value stays the poll count).
+    fn wake(&self) {
+        self.changed.send_modify(|_| {});
     }
 }
 
@@ -323,8 +330,9 @@ async fn watch_instances(client: Client, options: HostsOptions, shared: Arc<Shar
     }
 }
 
-/// Stops the hosts of instances that ended or vanished, before any start: EC2 may hand
-/// a freed address to the next instance (moto frees one only on reset).
+/// Stops the hosts of instances that ended or vanished (all at once), before any start:
+/// EC2 may hand a freed address to the next instance (moto frees one only on reset). A
+/// host still starting when its instance ended is stopped at the next poll.
 async fn stop_ended(instances: &[Seen], shared: &Shared) {
     let alive: HashSet<&str> = instances
         .iter()
@@ -343,30 +351,37 @@ async fn stop_ended(instances: &[Seen], shared: &Shared) {
             .filter_map(|id| state.hosts.remove(&id).map(|h| (id, h)))
             .collect()
     };
-    for (instance, host) in ended {
-        let address = host.address;
-        // A test may still hold the host; stopping sshd frees the address regardless.
-        let stopping = host.host.clone();
-        let stopped = tokio::task::spawn_blocking(move || {
-            let _ = stopping.stop_sshd();
-            let stopped = Instant::now();
-            drop(host);
-            stopped
+    let stops: Vec<_> = ended
+        .into_iter()
+        .map(|(instance, host)| {
+            let address = host.address;
+            // A test may still hold the host; stopping sshd frees the address regardless.
+            let stopping = host.host.clone();
+            let stop = tokio::task::spawn_blocking(move || {
+                let _ = stopping.stop_sshd();
+                let stopped = Instant::now();
+                drop(host);
+                stopped
+            });
+            (instance, address, stop)
         })
-        .await
-        .unwrap_or_else(|_| Instant::now());
+        .collect();
+    for (instance, address, stop) in stops {
+        let stopped = stop.await.unwrap_or_else(|_| Instant::now());
         shared
             .state()
             .record(stopped, HostEvent::Stopped { instance, address });
     }
 }
 
-/// Starts hosts for live instances that are due (booted) and have none yet.
+/// Starts hosts for live instances that are due (booted) and have none yet, each on a
+/// task of its own: the watcher goes on listing meanwhile, so a slow start (many at
+/// once on a busy machine) does not delay noticing other instances or their boot.
 async fn start_new(
     client: &Client,
     instances: &[Seen],
     options: &HostsOptions,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     keys: &mut HashMap<String, String>,
 ) {
     let now = Instant::now();
@@ -374,7 +389,10 @@ async fn start_new(
     for instance in instances.iter().filter(|i| i.alive) {
         let first_seen = {
             let mut state = shared.state();
-            if state.hosts.contains_key(&instance.id) || state.given_up.contains(&instance.id) {
+            if state.hosts.contains_key(&instance.id)
+                || state.starting.contains(&instance.id)
+                || state.given_up.contains(&instance.id)
+            {
                 continue;
             }
             *state.first_seen.entry(instance.id.clone()).or_insert(now)
@@ -385,7 +403,6 @@ async fn start_new(
             Plan::Start { address, key_name } => due.push((instance.id.clone(), address, key_name)),
         }
     }
-    let mut starts = Vec::new();
     for (instance, address, key_name) in due {
         if !keys.contains_key(&key_name) {
             match admin::public_key_of(client, &key_name).await {
@@ -408,33 +425,45 @@ async fn start_new(
                 authorized_key: keys.get(&key_name).cloned().unwrap_or_default(),
             }),
         };
-        starts.push((
+        shared.state().starting.insert(instance.clone());
+        tokio::spawn(start_host(
+            Arc::clone(shared),
             instance,
             address,
-            tokio::task::spawn_blocking(move || {
-                // Timed here: the starts run at once but are collected in turn.
-                let host = TestHost::start_with(&host_options);
-                (host, Instant::now())
-            }),
+            host_options,
         ));
     }
-    for (instance, address, start) in starts {
-        match start.await {
-            Ok((Ok(host), listening)) => {
-                let mut state = shared.state();
-                state.hosts.insert(
-                    instance.clone(),
-                    Host {
-                        address,
-                        host: Arc::new(host),
-                    },
-                );
-                state.record(listening, HostEvent::Started { instance, address });
-            }
-            Ok((Err(e), _)) => give_up(shared, &instance, e.to_string(), true),
-            Err(e) => give_up(shared, &instance, format!("start task: {e}"), true),
+}
+
+/// Starts the host of `instance` and records it (or why it failed).
+async fn start_host(
+    shared: Arc<Shared>,
+    instance: String,
+    address: Ipv4Addr,
+    options: HostOptions,
+) {
+    let started = tokio::task::spawn_blocking(move || {
+        let host = TestHost::start_with(&options);
+        (host, Instant::now())
+    })
+    .await;
+    shared.state().starting.remove(&instance);
+    match started {
+        Ok((Ok(host), listening)) => {
+            let mut state = shared.state();
+            state.hosts.insert(
+                instance.clone(),
+                Host {
+                    address,
+                    host: Arc::new(host),
+                },
+            );
+            state.record(listening, HostEvent::Started { instance, address });
         }
+        Ok((Err(e), _)) => give_up(&shared, &instance, e.to_string(), true),
+        Err(e) => give_up(&shared, &instance, format!("start task: {e}"), true),
     }
+    shared.wake();
 }
 
 fn give_up(shared: &Shared, instance: &str, reason: String, failed: bool) {
