@@ -2,7 +2,7 @@
 //! binary in its own process, against kube-sim (in this process) and 10 real sshd build
 //! hosts, with TaskRuns driven the way Tekton drives them.
 //!
-//! Run: `cargo bench --bench controller` (as root). Two parts:
+//! Run: `cargo bench --bench controller` (as root). Three parts:
 //!
 //! 1. **Burst** — 500 TaskRuns (`MPC_BENCH_BURST`) become eligible at once for 10 hosts ×
 //!    concurrency 4, all `linux/arm64` (one platform, so one FIFO queue serves the whole
@@ -19,6 +19,11 @@
 //!    wait); then 3 rounds of 40 completions and hand-overs. Reported: the controller
 //!    process's peak RSS (`VmHWM` from `/proc/<pid>/status`; kube-sim and this driver are
 //!    another process).
+//! 3. **Cloud** — 200 TaskRuns (`MPC_BENCH_CLOUD`) eligible at once on a dynamic AWS
+//!    platform with `max-instances: 20`, served by the local EC2 of `hack/ec2-testbed`;
+//!    see `controller/cloud.rs`. Reported: drain time, throughput, and the controller's
+//!    overhead per TaskRun (eligible -> Secret minus the instance's boot) against the
+//!    burst's static-host figures (`MPC_BENCH_ONLY=burst,cloud` measures both).
 
 // Test code: a failed unwrap is how a test fails, and its numbers are small.
 #![allow(
@@ -39,8 +44,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use mpc_core::naming::{
-    ASSIGNED_HOST_LABEL, SECRET_PREFIX, TARGET_PLATFORM_LABEL, UserName,
-    WAITING_FOR_PLATFORM_LABEL, secret_name,
+    ASSIGNED_HOST_LABEL, CLOUD_DYNAMIC_PLATFORM_LABEL, SECRET_PREFIX, TARGET_PLATFORM_LABEL,
+    UserName, WAITING_FOR_PLATFORM_LABEL, secret_name,
 };
 use multi_platform_controller::cluster::TaskRunObject;
 use multi_platform_controller::remote::{ProvisionRequest, generate};
@@ -48,6 +53,8 @@ use serde_json::json;
 use testbed::kube_sim::crds::taskrun_api_resource;
 use testbed::{HostSpec, Testbed, cpu_time};
 
+#[path = "controller/cloud.rs"]
+mod cloud;
 #[path = "common/floor.rs"]
 mod floor;
 use floor::ControlMaster;
@@ -76,6 +83,7 @@ fn main() -> Result<(), BoxError> {
     };
     let burst = size("MPC_BENCH_BURST", 500);
     let taskruns = size("MPC_BENCH_TASKRUNS", 10_000);
+    let cloud = size("MPC_BENCH_CLOUD", 200);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,13 +93,18 @@ fn main() -> Result<(), BoxError> {
         floor::openssh_version(),
         load_average()
     );
-    // MPC_BENCH_ONLY=burst or =memory runs one part.
+    // MPC_BENCH_ONLY=burst, =memory or =cloud runs one part; `burst,cloud` two.
     let only = std::env::var("MPC_BENCH_ONLY").unwrap_or_default();
-    if only.is_empty() || only == "burst" {
-        runtime.block_on(burst_part(burst))?;
+    let runs = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+    let mut static_figures = None;
+    if runs("burst") {
+        static_figures = Some(runtime.block_on(burst_part(burst))?);
     }
-    if only.is_empty() || only == "memory" {
+    if runs("memory") {
         runtime.block_on(memory_part(taskruns))?;
+    }
+    if runs("cloud") {
+        runtime.block_on(cloud::cloud_part(cloud, static_figures))?;
     }
     Ok(())
 }
@@ -256,7 +269,11 @@ impl Floor {
 #[derive(Clone, Debug, Default)]
 struct Trace {
     eligible: Option<Duration>,
+    /// A cloud platform's slot: the launch marks written, before the launch.
+    launching: Option<Duration>,
     assigned: Option<Duration>,
+    /// The assigned-host label's value (a cloud platform's: the instance id).
+    host: Option<String>,
     secret: Option<Duration>,
     released: Option<Duration>,
     error: Option<String>,
@@ -384,15 +401,17 @@ impl Tracker {
         let Some(name) = tr.metadata.name.as_deref() else {
             return;
         };
-        let assigned = tr
-            .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(ASSIGNED_HOST_LABEL));
+        let labels = tr.metadata.labels.as_ref();
+        let host = labels.and_then(|l| l.get(ASSIGNED_HOST_LABEL));
+        let launching = labels.is_some_and(|l| l.contains_key(CLOUD_DYNAMIC_PLATFORM_LABEL));
         self.with(|t| {
             let trace = t.entry(name.to_owned()).or_default();
-            if assigned && trace.assigned.is_none() {
+            if let (Some(host), None) = (host, &trace.assigned) {
                 trace.assigned = Some(now);
+                trace.host = Some(host.clone());
+            }
+            if launching && trace.launching.is_none() {
+                trace.launching = Some(now);
             }
             if trace.secret.is_some() && !tr.has_finalizer() && trace.released.is_none() {
                 trace.released = Some(now);
@@ -460,7 +479,17 @@ async fn wave(bed: &Testbed, tracker: &Tracker, names: &[String]) -> Result<(), 
     tracker.wait_released(names).await
 }
 
-async fn burst_part(burst: usize) -> Result<(), BoxError> {
+/// The burst part's p50s that the cloud part compares with (the static-host figures).
+#[derive(Clone, Copy, Debug)]
+struct StaticFigures {
+    /// The first TaskRuns served (a slot at once): eligible -> Secret.
+    first_slots: Duration,
+    /// Assigned-host label -> Secret: the work per TaskRun once it has a slot.
+    assigned_to_secret: Duration,
+}
+
+/// Runs the burst; returns its static-host figures.
+async fn burst_part(burst: usize) -> Result<StaticFigures, BoxError> {
     let bed = Testbed::start("bench-burst", hosts()).await?;
     let floor_before = tokio::task::block_in_place(|| run_floor(&bed, burst, "a"))?;
 
@@ -596,7 +625,10 @@ async fn burst_part(burst: usize) -> Result<(), BoxError> {
         ratio(release, floor_total)
     );
     bed.cleanup().await;
-    Ok(())
+    Ok(StaticFigures {
+        first_slots: pct(&first_slots, 50),
+        assigned_to_secret: pct(&assigned_to_secret, 50),
+    })
 }
 
 // ----- memory with 10 000 TaskRuns -----

@@ -82,10 +82,22 @@ struct Host {
 struct State {
     hosts: HashMap<String, Host>,
     first_seen: HashMap<String, Instant>,
+    /// Instances whose host is being started.
+    starting: HashSet<String>,
     given_up: HashSet<String>,
-    events: Vec<HostEvent>,
+    events: Vec<(Instant, HostEvent)>,
     polls: u64,
     last_poll_error: Option<String>,
+}
+
+impl State {
+    fn record(&mut self, at: Instant, event: HostEvent) {
+        self.events.push((at, event));
+    }
+
+    fn events(&self) -> Vec<HostEvent> {
+        self.events.iter().map(|(_, e)| e.clone()).collect()
+    }
 }
 
 /// A snapshot of what the watcher did, for [`InstanceHosts::wait_for`].
@@ -110,6 +122,11 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the waiters of [`InstanceHosts::wait_for`] (the value stays the poll count).
+    fn wake(&self) {
+        self.changed.send_modify(|_| {});
     }
 }
 
@@ -150,7 +167,7 @@ impl InstanceHosts {
                 .iter()
                 .map(|(id, h)| (id.clone(), h.address))
                 .collect(),
-            events: state.events.clone(),
+            events: state.events(),
             polls: state.polls,
             last_poll_error: state.last_poll_error.clone(),
         }
@@ -158,7 +175,18 @@ impl InstanceHosts {
 
     /// Everything that happened so far.
     pub fn events(&self) -> Vec<HostEvent> {
+        self.shared.state().events()
+    }
+
+    /// Everything that happened so far, each with when: a host's start when its sshd
+    /// listened, its stop when sshd was stopped (for benchmarks that time the boot).
+    pub fn timeline(&self) -> Vec<(Instant, HostEvent)> {
         self.shared.state().events.clone()
+    }
+
+    /// When the watcher first listed `instance` live (its boot delay starts there).
+    pub fn first_seen(&self, instance: &str) -> Option<Instant> {
+        self.shared.state().first_seen.get(instance).copied()
     }
 
     /// The host of `instance`, while it has one.
@@ -302,8 +330,9 @@ async fn watch_instances(client: Client, options: HostsOptions, shared: Arc<Shar
     }
 }
 
-/// Stops the hosts of instances that ended or vanished, before any start: EC2 may hand
-/// a freed address to the next instance (moto frees one only on reset).
+/// Stops the hosts of instances that ended or vanished (all at once), before any start:
+/// EC2 may hand a freed address to the next instance (moto frees one only on reset). A
+/// host still starting when its instance ended is stopped at the next poll.
 async fn stop_ended(instances: &[Seen], shared: &Shared) {
     let alive: HashSet<&str> = instances
         .iter()
@@ -322,28 +351,37 @@ async fn stop_ended(instances: &[Seen], shared: &Shared) {
             .filter_map(|id| state.hosts.remove(&id).map(|h| (id, h)))
             .collect()
     };
-    for (instance, host) in ended {
-        let address = host.address;
-        // A test may still hold the host; stopping sshd frees the address regardless.
-        let stopping = host.host.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = stopping.stop_sshd();
-            drop(host);
+    let stops: Vec<_> = ended
+        .into_iter()
+        .map(|(instance, host)| {
+            let address = host.address;
+            // A test may still hold the host; stopping sshd frees the address regardless.
+            let stopping = host.host.clone();
+            let stop = tokio::task::spawn_blocking(move || {
+                let _ = stopping.stop_sshd();
+                let stopped = Instant::now();
+                drop(host);
+                stopped
+            });
+            (instance, address, stop)
         })
-        .await;
+        .collect();
+    for (instance, address, stop) in stops {
+        let stopped = stop.await.unwrap_or_else(|_| Instant::now());
         shared
             .state()
-            .events
-            .push(HostEvent::Stopped { instance, address });
+            .record(stopped, HostEvent::Stopped { instance, address });
     }
 }
 
-/// Starts hosts for live instances that are due (booted) and have none yet.
+/// Starts hosts for live instances that are due (booted) and have none yet, each on a
+/// task of its own: the watcher goes on listing meanwhile, so a slow start (many at
+/// once on a busy machine) does not delay noticing other instances or their boot.
 async fn start_new(
     client: &Client,
     instances: &[Seen],
     options: &HostsOptions,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     keys: &mut HashMap<String, String>,
 ) {
     let now = Instant::now();
@@ -351,7 +389,10 @@ async fn start_new(
     for instance in instances.iter().filter(|i| i.alive) {
         let first_seen = {
             let mut state = shared.state();
-            if state.hosts.contains_key(&instance.id) || state.given_up.contains(&instance.id) {
+            if state.hosts.contains_key(&instance.id)
+                || state.starting.contains(&instance.id)
+                || state.given_up.contains(&instance.id)
+            {
                 continue;
             }
             *state.first_seen.entry(instance.id.clone()).or_insert(now)
@@ -362,7 +403,6 @@ async fn start_new(
             Plan::Start { address, key_name } => due.push((instance.id.clone(), address, key_name)),
         }
     }
-    let mut starts = Vec::new();
     for (instance, address, key_name) in due {
         if !keys.contains_key(&key_name) {
             match admin::public_key_of(client, &key_name).await {
@@ -385,40 +425,57 @@ async fn start_new(
                 authorized_key: keys.get(&key_name).cloned().unwrap_or_default(),
             }),
         };
-        starts.push((
+        shared.state().starting.insert(instance.clone());
+        tokio::spawn(start_host(
+            Arc::clone(shared),
             instance,
             address,
-            tokio::task::spawn_blocking(move || TestHost::start_with(&host_options)),
+            host_options,
         ));
     }
-    for (instance, address, start) in starts {
-        match start.await {
-            Ok(Ok(host)) => {
-                let mut state = shared.state();
-                state.hosts.insert(
-                    instance.clone(),
-                    Host {
-                        address,
-                        host: Arc::new(host),
-                    },
-                );
-                state.events.push(HostEvent::Started { instance, address });
-            }
-            Ok(Err(e)) => give_up(shared, &instance, e.to_string(), true),
-            Err(e) => give_up(shared, &instance, format!("start task: {e}"), true),
+}
+
+/// Starts the host of `instance` and records it (or why it failed).
+async fn start_host(
+    shared: Arc<Shared>,
+    instance: String,
+    address: Ipv4Addr,
+    options: HostOptions,
+) {
+    let started = tokio::task::spawn_blocking(move || {
+        let host = TestHost::start_with(&options);
+        (host, Instant::now())
+    })
+    .await;
+    shared.state().starting.remove(&instance);
+    match started {
+        Ok((Ok(host), listening)) => {
+            let mut state = shared.state();
+            state.hosts.insert(
+                instance.clone(),
+                Host {
+                    address,
+                    host: Arc::new(host),
+                },
+            );
+            state.record(listening, HostEvent::Started { instance, address });
         }
+        Ok((Err(e), _)) => give_up(&shared, &instance, e.to_string(), true),
+        Err(e) => give_up(&shared, &instance, format!("start task: {e}"), true),
     }
+    shared.wake();
 }
 
 fn give_up(shared: &Shared, instance: &str, reason: String, failed: bool) {
     let mut state = shared.state();
     state.given_up.insert(instance.to_owned());
     let instance = instance.to_owned();
-    state.events.push(if failed {
+    let event = if failed {
         HostEvent::Failed { instance, reason }
     } else {
         HostEvent::Skipped { instance, reason }
-    });
+    };
+    state.record(Instant::now(), event);
 }
 
 /// What to do about a live instance without a host.

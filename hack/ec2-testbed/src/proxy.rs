@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -60,6 +61,11 @@ pub struct RecordedCall {
     pub params: Vec<(String, String)>,
     /// What became of it.
     pub outcome: Outcome,
+    /// When the proxy received it (for benchmarks: the moment it reached "EC2").
+    pub received: Instant,
+    /// When its outcome was decided (the answer sent, or the connection closed);
+    /// `None` while in flight.
+    pub answered: Option<Instant>,
 }
 
 impl RecordedCall {
@@ -317,6 +323,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
             action: action.clone(),
             params: params.clone(),
             outcome: Outcome::InFlight,
+            received: Instant::now(),
+            answered: None,
         });
         calls.len() - 1
     };
@@ -324,6 +332,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     let record = |outcome: Outcome| {
         if let Some(call) = lock(&shared.calls).get_mut(index) {
             call.outcome = outcome;
+            call.answered = Some(Instant::now());
         }
         shared.changed.send_modify(|n| *n += 1);
     };

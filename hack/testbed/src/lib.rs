@@ -385,6 +385,23 @@ impl Testbed {
         ControllerProcess::start(binary, self.env.kubeconfig_path(), self.namespace(), args)
     }
 
+    /// [`Testbed::spawn_controller_process`] with more environment variables (the EC2
+    /// endpoint: `AWS_ENDPOINT_URL_EC2`).
+    pub fn spawn_controller_process_with_env(
+        &self,
+        binary: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ControllerProcess, Error> {
+        ControllerProcess::start_with_env(
+            binary,
+            self.env.kubeconfig_path(),
+            self.namespace(),
+            args,
+            env,
+        )
+    }
+
     /// A running controller.
     pub fn controller(&self, index: usize) -> &RunningController {
         &self.controllers[index]

@@ -93,6 +93,18 @@ impl ControllerProcess {
         namespace: &str,
         args: &[&str],
     ) -> Result<ControllerProcess, Error> {
+        Self::start_with_env(binary, kubeconfig, namespace, args, &[])
+    }
+
+    /// [`ControllerProcess::start`] with more environment variables (for example
+    /// `AWS_ENDPOINT_URL_EC2`, the EC2 endpoint of the cloud platforms).
+    pub fn start_with_env(
+        binary: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ControllerProcess, Error> {
         let (metrics, health) = (free_port()?, free_port()?);
         let log_dir = tempfile::tempdir()
             .map_err(|e| Error::Other(format!("cannot create a log directory: {e}")))?;
@@ -108,6 +120,7 @@ impl ControllerProcess {
             .arg(format!("--metrics-bind-address={metrics}"))
             .arg(format!("--health-probe-bind-address={health}"))
             .args(args)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",

@@ -1,6 +1,6 @@
-//! The README's first command must keep working: run the demo binary and check what it
-//! prints, that it never prints key material, and its exit status — also when a step
-//! fails.
+//! The README's first command must keep working: run the demo binary (the default, and
+//! `--cloud` on the local EC2) and check what it prints, that it never prints key
+//! material, and its exit status — also when a step fails.
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
@@ -60,21 +60,26 @@ fn text(out: &Output) -> (String, String) {
 /// The base64 of `openssh-key-v1`, which opens the body of every OpenSSH private key.
 const PRIVATE_KEY_BODY: &str = "b3BlbnNzaC1rZXktdjE";
 
-#[test]
-fn the_demo_serves_a_taskrun_over_ssh_and_leaves_nothing_behind() {
-    let out = run_demo(&[]);
-    let (stdout, stderr) = text(&out);
+/// Checks what every successful run prints: each step numbered, `uname -m` over ssh
+/// answering this machine's architecture, the Secret's key shown only as a fingerprint,
+/// the Released Event, no key material anywhere, no `--keep` hint.
+fn assert_served_over_ssh(out: &Output, steps: usize) -> String {
+    let (stdout, stderr) = text(out);
     assert!(
         out.status.success(),
         "demo failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    for step in 1..=10 {
+    for step in 1..=steps {
         assert!(
-            stdout.contains(&format!("[{step}/10] ")),
+            stdout.contains(&format!("[{step}/{steps}] ")),
             "step {step} missing:\n{stdout}"
         );
     }
+    assert!(
+        !stdout.contains(&format!("[{}/{steps}] ", steps + 1)),
+        "{stdout}"
+    );
     let machine = Command::new("uname").arg("-m").output().expect("uname -m");
     let machine = String::from_utf8_lossy(&machine.stdout).trim().to_owned();
     let ssh_line = stdout
@@ -97,7 +102,6 @@ fn the_demo_serves_a_taskrun_over_ssh_and_leaves_nothing_behind() {
         stdout.contains("id_rsa:      -----BEGIN OPENSSH PRIVATE KEY----- … (ssh-ed25519 SHA256:"),
         "{stdout}"
     );
-    assert!(stdout.contains(": gone from build-host-1"), "{stdout}");
     assert!(stdout.contains("Released ("), "{stdout}");
     assert!(stdout.contains("demo finished in"), "{stdout}");
     assert!(stdout.contains("removed"), "{stdout}");
@@ -109,6 +113,101 @@ fn the_demo_serves_a_taskrun_over_ssh_and_leaves_nothing_behind() {
         !stdout.contains("export KUBECONFIG"),
         "the kubectl hint is only for --keep"
     );
+    stdout
+}
+
+#[test]
+fn the_demo_serves_a_taskrun_over_ssh_and_leaves_nothing_behind() {
+    let out = run_demo(&[]);
+    let stdout = assert_served_over_ssh(&out, 10);
+    assert!(stdout.contains(": gone from build-host-1"), "{stdout}");
+}
+
+/// The value after `label` on the first line that has it, up to the next space or comma.
+fn value_after<'a>(stdout: &'a str, label: &str) -> &'a str {
+    let at = stdout
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} not shown:\n{stdout}"));
+    stdout[at + label.len()..]
+        .split([' ', ',', '\n', ';'])
+        .next()
+        .unwrap_or_default()
+}
+
+/// The rest of the first line that has `label`, after it.
+fn value_line<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(label).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("{label:?} not shown:\n{stdout}"))
+}
+
+#[test]
+fn the_cloud_demo_launches_a_vm_serves_the_taskrun_on_it_and_terminates_it() {
+    let out = run_demo(&["--cloud"]);
+    let stdout = assert_served_over_ssh(&out, 12);
+    // The launch, as the Go controller sends it, plus a client token.
+    let instance = value_after(&stdout, "; instance ");
+    assert!(instance.starts_with("i-"), "{stdout}");
+    for shown in [
+        "InstanceType m6",
+        "MinCount 1 MaxCount 1",
+        "root volume /dev/sda1: 40 GB gp3",
+        "InstanceInitiatedShutdownBehavior terminate",
+        "MultiPlatformManaged=true",
+        "multi-platform-instance=demo-cloud",
+        "Name=multi-platform-builder-sample-build",
+        ":sample-build",
+        "ClientToken mpc-",
+        "build.appstudio.redhat.com/cloud-dynamic-platform=linux-",
+    ] {
+        assert!(stdout.contains(shown), "{shown:?} not shown:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(&format!(
+            "build.appstudio.redhat.com/assigned-host={instance}"
+        )),
+        "{stdout}"
+    );
+    // The VM: its address, its sshd, the build user on it.
+    let address = value_after(&stdout, "sshd listening on ");
+    assert!(address.starts_with("127."), "{stdout}");
+    let login = value_after(&stdout, "  host:        ");
+    assert!(
+        login.starts_with("u-")
+            && login.ends_with(&format!("@{}", address.trim_end_matches(":22"))),
+        "the Secret names the VM: {login} vs {address}\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("exists on the VM {instance}")),
+        "{stdout}"
+    );
+    // Termination, and nothing left.
+    assert!(
+        stdout.contains(&format!("TerminateInstances InstanceId.1={instance}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("EC2 says: {instance} terminated")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "finalizer gone; assigned-host, cloud-dynamic-platform, cloud-instance-id and \
+             cloud-address gone"
+        ),
+        "{stdout}"
+    );
+    let record = value_line(&stdout, "kept as a record: ");
+    for mark in [
+        "assigned-host=",
+        "cloud-dynamic-platform=",
+        "cloud-instance-id=",
+        "cloud-address=",
+    ] {
+        assert!(!record.contains(mark), "{mark} left: {record}");
+    }
+    assert!(stdout.contains("local EC2 stopped"), "{stdout}");
 }
 
 #[test]
@@ -128,4 +227,27 @@ fn a_failing_step_is_named_and_everything_is_still_cleaned_up() {
         "{stdout}"
     );
     assert!(!stdout.contains("[7/10]"), "{stdout}");
+}
+
+#[test]
+fn a_cloud_demo_whose_taskrun_gets_no_vm_fails_at_the_launch_and_cleans_up() {
+    // The dynamic platform is this machine's; s390x is no platform, so no launch.
+    let out = run_demo(&["--cloud", "--platform", "linux/s390x"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("demo FAILED at step 6/12")
+            && stderr.contains("error Secret instead of launching")
+            && stderr.contains("linux/s390x"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("cleaning up") && stdout.contains("local EC2 stopped"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("[7/12]"), "{stdout}");
+    assert!(
+        !stdout.contains(PRIVATE_KEY_BODY) && !stderr.contains(PRIVATE_KEY_BODY),
+        "the demo printed a private key"
+    );
 }

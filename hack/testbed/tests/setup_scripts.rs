@@ -124,3 +124,81 @@ fn hack_scripts_pass_shellcheck() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Runs `hack/demo.sh ARGS` with a fake `cargo` and a fake Python whose `venv` records
+/// the moto install, into a virtualenv of its own; returns (the script's output, what
+/// cargo was asked, whether moto was installed).
+fn demo_sh(args: &[&str]) -> (Output, String, bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let calls = fake_apt(dir.path());
+    let cargo_calls = dir.path().join("cargo-calls");
+    let python_calls = dir.path().join("python-calls");
+    let tools = [
+        (
+            "cargo",
+            format!(
+                "#!/bin/sh\necho \"cargo $*\" >> '{}'\n",
+                cargo_calls.display()
+            ),
+        ),
+        // `python -m venv DIR`: a virtualenv whose pip installs nothing.
+        (
+            "python",
+            format!(
+                "#!/bin/sh\necho \"python $*\" >> '{}'\nmkdir -p \"$3/bin\"\nprintf '#!/bin/sh\\n' > \"$3/bin/pip\"\nchmod +x \"$3/bin/pip\"\n",
+                python_calls.display()
+            ),
+        ),
+    ];
+    for (tool, body) in tools {
+        let file = dir.path().join(tool);
+        std::fs::write(&file, body).expect("write fake tool");
+        let status = Command::new("chmod")
+            .arg("+x")
+            .arg(&file)
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+    }
+    let venv = dir.path().join("venv");
+    let mut script = format!(
+        "MPC_MOTO_VENV='{}' MPC_MOTO_PYTHON='{}' hack/demo.sh",
+        venv.display(),
+        dir.path().join("python").display()
+    );
+    for arg in args {
+        script.push(' ');
+        script.push_str(arg);
+    }
+    let out = bash(&script, dir.path());
+    assert!(!calls.exists(), "no system package should be missing here");
+    let cargo = std::fs::read_to_string(&cargo_calls).unwrap_or_default();
+    let installed = python_calls.exists();
+    if installed {
+        let stamp = std::fs::read_to_string(venv.join(".mpc-requirements")).unwrap_or_default();
+        let requirements =
+            std::fs::read_to_string(repo().join("hack/ec2-testbed/moto-requirements.txt"))
+                .expect("moto-requirements.txt");
+        assert_eq!(stamp, requirements, "a finished install leaves its stamp");
+    }
+    (out, cargo, installed)
+}
+
+#[test]
+fn demo_sh_installs_moto_only_for_the_cloud_demo_and_passes_the_arguments_on() {
+    let (out, cargo, installed) = demo_sh(&["--cloud", "--keep"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(installed, "--cloud installs moto: {out:?}");
+    assert_eq!(
+        cargo.trim(),
+        "cargo run --release -p testbed --bin demo -- --cloud --keep"
+    );
+
+    let (out, cargo, installed) = demo_sh(&["--keep"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!installed, "the default demo needs no moto: {out:?}");
+    assert_eq!(
+        cargo.trim(),
+        "cargo run --release -p testbed --bin demo -- --keep"
+    );
+}

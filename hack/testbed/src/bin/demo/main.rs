@@ -5,8 +5,11 @@
 //! controller in-process; a sample TaskRun submitted as Tekton does; its Secret shown
 //! (never the private key itself); the key used by the OpenSSH client exactly as the
 //! Task would; the TaskRun completed and the host, Secret and finalizer shown clean.
-//! Exit status 0 when every step worked, 1 (with the failed step and why) otherwise;
-//! everything started is stopped and removed either way.
+//! With `--cloud` the same story on a dynamic AWS platform served by a local EC2
+//! ([`cloud`]). Exit status 0 when every step worked, 1 (with the failed step and why)
+//! otherwise; everything started is stopped and removed either way.
+
+mod cloud;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -16,6 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ec2_testbed::Ec2Testbed;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
@@ -25,16 +29,23 @@ use multi_platform_controller::cluster::TaskRunObject;
 use multi_platform_controller::remote::{AdminKey, keys::fingerprint, parse_host_key};
 use testbed::{HostSpec, Testbed};
 
-/// Runs kube-sim, an sshd build host and the controller on this machine and takes one
-/// TaskRun from submission to cleanup, printing every step.
+/// Runs kube-sim, an sshd build host (with --cloud: a local EC2) and the controller on
+/// this machine and takes one TaskRun from submission to cleanup, printing every step.
 #[derive(Debug, Parser)]
 #[command(name = "demo")]
 struct Args {
     /// Keep everything running after the TaskRun is released (for kubectl) until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// A dynamic AWS platform instead of a static host: the TaskRun gets an EC2 instance
+    /// of its own from a local EC2 (moto behind a fault proxy, a real sshd per
+    /// instance), terminated when it completes. Needs moto (`hack/demo.sh --cloud`
+    /// installs it).
+    #[arg(long)]
+    cloud: bool,
     /// The PLATFORM the sample TaskRun asks for. Default: this machine's, which is the
-    /// build host's; any other gets an error Secret and the demo fails at that step.
+    /// build host's (or, with --cloud, the dynamic platform's); any other gets an error
+    /// Secret and the demo fails at that step.
     #[arg(long)]
     platform: Option<String>,
     /// Seconds each step may take before the demo gives up.
@@ -42,7 +53,6 @@ struct Args {
     step_timeout: u64,
 }
 
-const TOTAL_STEPS: usize = 10;
 const TASKRUN: &str = "sample-build";
 const HOST: &str = "build-host-1";
 
@@ -57,18 +67,28 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 type Step<T = ()> = Result<T, Failure>;
 
+/// What the demo started; stopped at the end, whatever happened.
+#[derive(Default)]
+struct Started {
+    bed: Option<Testbed>,
+    /// The local EC2 (`--cloud`).
+    ec2: Option<Ec2Testbed>,
+}
+
 /// Prints numbered steps with their timings.
 struct Steps {
     number: usize,
+    total: usize,
     title: String,
     started: Instant,
     demo_started: Instant,
 }
 
 impl Steps {
-    fn new() -> Self {
+    fn new(total: usize) -> Self {
         Steps {
             number: 0,
+            total,
             title: String::new(),
             started: Instant::now(),
             demo_started: Instant::now(),
@@ -79,7 +99,7 @@ impl Steps {
         self.number += 1;
         self.title = title.to_owned();
         self.started = Instant::now();
-        println!("\n[{}/{TOTAL_STEPS}] {title}", self.number);
+        println!("\n[{}/{}] {title}", self.number, self.total);
     }
 
     fn say(&self, text: impl AsRef<str>) {
@@ -171,25 +191,47 @@ fn main() -> ExitCode {
 }
 
 async fn demo(args: Args) -> ExitCode {
-    let mut steps = Steps::new();
-    let mut bed: Option<Testbed> = None;
-    println!(
-        "multi-platform-controller demo: one TaskRun from submission to cleanup, on this machine"
-    );
+    let (total, parts) = if args.cloud {
+        (
+            cloud::TOTAL_STEPS,
+            "the controller, the local EC2 and kube-sim",
+        )
+    } else {
+        (TOTAL_STEPS, "the controller, the build host and kube-sim")
+    };
+    let mut steps = Steps::new(total);
+    let mut started = Started::default();
+    if args.cloud {
+        println!(
+            "multi-platform-controller demo: one TaskRun on a dynamic AWS platform (a local \
+             EC2), from submission to cleanup, on this machine"
+        );
+    } else {
+        println!(
+            "multi-platform-controller demo: one TaskRun from submission to cleanup, on this machine"
+        );
+    }
+    let walk = async {
+        if args.cloud {
+            cloud::walk_through(&args, &mut steps, &mut started).await
+        } else {
+            walk_through(&args, &mut steps, &mut started.bed).await
+        }
+    };
     let outcome = tokio::select! {
-        outcome = walk_through(&args, &mut steps, &mut bed) => outcome,
+        outcome = walk => outcome,
         _ = tokio::signal::ctrl_c() => Err(Failure("interrupted (Ctrl-C)".to_owned())),
     };
     let failed = match outcome {
         Ok(()) => {
-            if let (true, Some(bed)) = (args.keep, &bed) {
-                keep_running(bed).await;
+            if let (true, Some(bed)) = (args.keep, &started.bed) {
+                keep_running(bed, started.ec2.as_ref()).await;
             }
             None
         }
         Err(Failure(why)) => {
             eprintln!(
-                "\ndemo FAILED at step {}/{TOTAL_STEPS} ({}): {why}",
+                "\ndemo FAILED at step {}/{total} ({}): {why}",
                 steps.number, steps.title
             );
             Some(why)
@@ -197,29 +239,36 @@ async fn demo(args: Args) -> ExitCode {
     };
     let failed_step = steps.number;
     if failed.is_none() {
-        steps.begin("Stop the controller, the build host and kube-sim");
+        steps.begin(&format!("Stop {parts}"));
     } else {
-        println!("\ncleaning up: stopping the controller, the build host and kube-sim");
+        println!("\ncleaning up: stopping {parts}");
     }
-    let stopped = tear_down(bed, &steps).await;
+    // The controller first, so it does not call an EC2 that is gone.
+    let stopped = tear_down(started.bed.take(), &steps).await;
+    let stopped = stopped.and(cloud::tear_down(started.ec2.take(), &steps).await);
     match (&failed, &stopped) {
         (None, Ok(())) => {
             steps.done();
+            let what = if args.cloud {
+                "the TaskRun got a VM of its own with a working SSH login, and left nothing behind"
+            } else {
+                "the TaskRun got a working SSH login and left nothing behind"
+            };
             println!(
-                "\ndemo finished in {}: the TaskRun got a working SSH login and left nothing behind",
+                "\ndemo finished in {}: {what}",
                 human(steps.demo_started.elapsed())
             );
             ExitCode::SUCCESS
         }
         (None, Err(why)) => {
-            eprintln!("\ndemo FAILED at step {TOTAL_STEPS}/{TOTAL_STEPS} (clean-up): {why}");
+            eprintln!("\ndemo FAILED at step {total}/{total} (clean-up): {why}");
             ExitCode::FAILURE
         }
         (Some(_), result) => {
             if let Err(why) = result {
                 eprintln!("clean-up failed too: {why}");
             }
-            eprintln!("demo FAILED at step {failed_step}/{TOTAL_STEPS}: see the message above");
+            eprintln!("demo FAILED at step {failed_step}/{total}: see the message above");
             ExitCode::FAILURE
         }
     }
@@ -261,6 +310,9 @@ async fn tear_down(bed: Option<Testbed>, steps: &Steps) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The number of steps of the default demo (a static build host).
+const TOTAL_STEPS: usize = 10;
 
 async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>) -> Step {
     let wait = Duration::from_secs(args.step_timeout);
@@ -350,60 +402,7 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     steps.done();
 
     steps.begin("The controller allocates a host: wait for the TaskRun's Secret");
-    let secrets = Api::<Secret>::namespaced(bed.client(), bed.namespace());
-    let secret = tokio::time::timeout(
-        wait,
-        await_condition(secrets, &secret_name(TASKRUN), |s: Option<&Secret>| {
-            s.is_some()
-        }),
-    )
-    .await
-    .map_err(|_| {
-        Failure(format!(
-            "no Secret {} within {wait:?}",
-            secret_name(TASKRUN)
-        ))
-    })??
-    .ok_or_else(|| Failure("the Secret vanished".to_owned()))?;
-    steps.say(format!(
-        "Secret {} written {} after status.taskSpec was filled",
-        secret_name(TASKRUN),
-        human(eligible.elapsed())
-    ));
-    let data = secret_text(&secret);
-    if let Some(error) = data.get("error") {
-        return Err(Failure(format!(
-            "the controller wrote an error Secret instead of a login:\n{}",
-            error.trim_end()
-        )));
-    }
-    steps.say(format!(
-        "keys: {}",
-        data.keys().cloned().collect::<Vec<_>>().join(", ")
-    ));
-    let login = data
-        .get("host")
-        .ok_or_else(|| Failure("the Secret has no `host`".to_owned()))?
-        .clone();
-    let private_key = data
-        .get("id_rsa")
-        .ok_or_else(|| Failure("the Secret has no `id_rsa`".to_owned()))?;
-    let key = AdminKey::parse(private_key.as_bytes())
-        .map_err(|e| Failure(format!("id_rsa is not a usable private key: {e}")))?;
-    steps.say(format!("  host:        {login}"));
-    steps.say(format!(
-        "  user-dir:    {}",
-        data.get("user-dir").map_or("(missing)", String::as_str)
-    ));
-    steps.say(format!(
-        "  id_rsa:      {} … ({} {}; the key itself is not printed)",
-        private_key.lines().next().unwrap_or_default(),
-        key.algorithm(),
-        key.fingerprint()
-    ));
-    if let Some(line) = data.get("known_hosts") {
-        steps.say(format!("  known_hosts: {}", shorten_key(line.trim_end())));
-    }
+    let (data, login) = wait_for_access(bed, steps, eligible, wait).await?;
     let taskrun = bed
         .taskrun(TASKRUN)
         .await?
@@ -420,21 +419,7 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     steps.done();
 
     steps.begin("Run the build step: `ssh -i id_rsa <host> uname -m`, as the Task does");
-    let user = login.split('@').next().unwrap_or_default().to_owned();
-    let (command, output) = ssh_as_the_task(&data, &login, wait).await?;
-    steps.say(format!("$ {command}"));
-    if !output.status.success() {
-        return Err(Failure(format!(
-            "ssh failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let machine = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    steps.say(&machine);
-    steps.say(format!(
-        "(logged in as {user}, the TaskRun's own user; the mounted key files are deleted again)"
-    ));
+    let user = build_step(steps, &data, &login, wait).await?;
     steps.done();
 
     steps.begin("Tekton completes the TaskRun (Succeeded)");
@@ -499,8 +484,100 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     Ok(())
 }
 
-/// `--keep`: says how to look around with kubectl and waits for Ctrl-C.
-async fn keep_running(bed: &Testbed) {
+/// Waits for the TaskRun's Secret and shows it (the key only as its fingerprint); an
+/// error Secret fails the step. Returns the Secret's data and its `host` (`user@address`).
+async fn wait_for_access(
+    bed: &Testbed,
+    steps: &Steps,
+    eligible: Instant,
+    wait: Duration,
+) -> Step<(BTreeMap<String, String>, String)> {
+    let secrets = Api::<Secret>::namespaced(bed.client(), bed.namespace());
+    let secret = tokio::time::timeout(
+        wait,
+        await_condition(secrets, &secret_name(TASKRUN), |s: Option<&Secret>| {
+            s.is_some()
+        }),
+    )
+    .await
+    .map_err(|_| {
+        Failure(format!(
+            "no Secret {} within {wait:?}",
+            secret_name(TASKRUN)
+        ))
+    })??
+    .ok_or_else(|| Failure("the Secret vanished".to_owned()))?;
+    steps.say(format!(
+        "Secret {} written {} after status.taskSpec was filled",
+        secret_name(TASKRUN),
+        human(eligible.elapsed())
+    ));
+    let data = secret_text(&secret);
+    if let Some(error) = data.get("error") {
+        return Err(Failure(format!(
+            "the controller wrote an error Secret instead of a login:\n{}",
+            error.trim_end()
+        )));
+    }
+    steps.say(format!(
+        "keys: {}",
+        data.keys().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    let login = data
+        .get("host")
+        .ok_or_else(|| Failure("the Secret has no `host`".to_owned()))?
+        .clone();
+    let private_key = data
+        .get("id_rsa")
+        .ok_or_else(|| Failure("the Secret has no `id_rsa`".to_owned()))?;
+    let key = AdminKey::parse(private_key.as_bytes())
+        .map_err(|e| Failure(format!("id_rsa is not a usable private key: {e}")))?;
+    steps.say(format!("  host:        {login}"));
+    steps.say(format!(
+        "  user-dir:    {}",
+        data.get("user-dir").map_or("(missing)", String::as_str)
+    ));
+    steps.say(format!(
+        "  id_rsa:      {} … ({} {}; the key itself is not printed)",
+        private_key.lines().next().unwrap_or_default(),
+        key.algorithm(),
+        key.fingerprint()
+    ));
+    if let Some(line) = data.get("known_hosts") {
+        steps.say(format!("  known_hosts: {}", shorten_key(line.trim_end())));
+    }
+    Ok((data, login))
+}
+
+/// The build step: `ssh … uname -m` with the Secret's key and `known_hosts`, shown with
+/// its output. Returns the build user.
+async fn build_step(
+    steps: &Steps,
+    data: &BTreeMap<String, String>,
+    login: &str,
+    wait: Duration,
+) -> Step<String> {
+    let user = login.split('@').next().unwrap_or_default().to_owned();
+    let (command, output) = ssh_as_the_task(data, login, wait).await?;
+    steps.say(format!("$ {command}"));
+    if !output.status.success() {
+        return Err(Failure(format!(
+            "ssh failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let machine = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    steps.say(&machine);
+    steps.say(format!(
+        "(logged in as {user}, the TaskRun's own user; the mounted key files are deleted again)"
+    ));
+    Ok(user)
+}
+
+/// `--keep`: says how to look around with kubectl (and at the local EC2) and waits for
+/// Ctrl-C.
+async fn keep_running(bed: &Testbed, ec2: Option<&Ec2Testbed>) {
     let kubeconfig = bed.env().kubeconfig_path().display().to_string();
     println!("\nEverything keeps running (--keep). In another shell (as root):");
     println!("  export KUBECONFIG={kubeconfig}");
@@ -508,6 +585,9 @@ async fn keep_running(bed: &Testbed) {
         "  kubectl -n {ns} get taskruns,secrets,configmaps; kubectl -n {ns} get events",
         ns = bed.namespace()
     );
+    if let Some(ec2) = ec2 {
+        cloud::keep_hint(ec2);
+    }
     println!("Press Ctrl-C to stop everything and clean up.");
     let _ = tokio::signal::ctrl_c().await;
 }
