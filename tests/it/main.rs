@@ -28,6 +28,7 @@ mod controller_smoke;
 mod doctor;
 mod leader_election;
 mod manifests;
+mod metrics_endpoint;
 mod operations;
 mod ssh_connection;
 mod ssh_logging;
