@@ -29,6 +29,7 @@ mod doctor;
 mod leader_election;
 mod manifests;
 mod metrics_endpoint;
+mod monitoring;
 mod operations;
 mod ssh_connection;
 mod ssh_logging;
