@@ -319,6 +319,15 @@ async fn metrics_are_served_over_https_to_authorized_readers_only() {
     let scraper = env.service_account_token("scraper").await.unwrap();
     let stranger = env.service_account_token("stranger").await.unwrap();
     let grant = grant_metrics(&env, "scraper").await;
+    // A platform in host-config, so that /metrics has series to show.
+    let configs: Api<ConfigMap> = env.api();
+    configs
+        .create(
+            &PostParams::default(),
+            &host_config(json!({"local-platforms": "linux/x86_64"})),
+        )
+        .await
+        .unwrap();
     let certs = tempfile::tempdir().unwrap();
     let first = kubelet_write(certs.path(), 1, "first.example");
     let controller = Controller::start(
@@ -347,13 +356,14 @@ async fn metrics_are_served_over_https_to_authorized_readers_only() {
     );
     let allowed = https_get(addr, "/metrics", Some(&scraper)).await.unwrap();
     assert_eq!(allowed.status, 200, "{}", allowed.body);
-    assert!(
-        allowed
-            .body
-            .contains("# TYPE multi_platform_controller_host_allocation_time histogram"),
-        "{}",
-        allowed.body
-    );
+    let series = "multi_platform_controller_waiting_tasks{platform=\"linux/x86_64\"} 0";
+    wait_for(WAIT, "the platform's series are served to the reader", || async {
+        https_get(addr, "/metrics", Some(&scraper))
+            .await
+            .filter(|a| a.status == 200 && a.body.contains(series))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", controller.log()));
     // Plain HTTP gets no metrics from the TLS port.
     assert_ne!(http_get(addr, "/metrics").await.map(|(s, _)| s), Some(200));
 
