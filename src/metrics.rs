@@ -427,7 +427,9 @@ impl Metrics {
                 .with_label_values(&labels)
                 .set(if gauge.up { 1.0 } else { 0.0 });
             let _ = self.reaped_users.with_label_values(&[host.as_str()]);
-            let _ = self.host_cleanup_failures.with_label_values(&[host.as_str()]);
+            let _ = self
+                .host_cleanup_failures
+                .with_label_values(&[host.as_str()]);
             hosts.insert(host.clone(), gauge.platform.clone());
         }
     }
@@ -594,7 +596,10 @@ mod tests {
     #[test]
     fn gauges_follow_snapshots() {
         let m = Metrics::new().unwrap();
-        m.set_gauges(&snapshot(&[("linux/arm64", false)], &[("a1", "linux/arm64")]));
+        m.set_gauges(&snapshot(
+            &[("linux/arm64", false)],
+            &[("a1", "linux/arm64")],
+        ));
         let text = m.encode();
         for line in [
             "multi_platform_controller_waiting_tasks{platform=\"linux/arm64\"} 7",
@@ -625,18 +630,27 @@ mod tests {
             }
         }
         for name in ["host_allocation_time", "wait_time", "task_run_time"] {
-            let line = format!("multi_platform_controller_{name}_count{{platform=\"linux/arm64\"}} 0");
+            let line =
+                format!("multi_platform_controller_{name}_count{{platform=\"linux/arm64\"}} 0");
             assert!(text.contains(&line), "missing {line} in:\n{text}");
         }
         for name in ["reaped_users", "host_cleanup_failures"] {
             let line = format!("multi_platform_controller_{name}{{host=\"a1\"}} 0");
             assert!(text.contains(&line), "missing {line} in:\n{text}");
         }
-        for name in ["cloud_launches", "cloud_terminations", "cloud_swept_instances"] {
+        for name in [
+            "cloud_launches",
+            "cloud_terminations",
+            "cloud_swept_instances",
+        ] {
             let line = format!("multi_platform_controller_{name}{{platform=\"linux/amd64\"}} 0");
             assert!(text.contains(&line), "missing {line} in:\n{text}");
-            let static_one = format!("multi_platform_controller_{name}{{platform=\"linux/arm64\"}}");
-            assert!(!text.contains(&static_one), "a static platform has no {name}");
+            let static_one =
+                format!("multi_platform_controller_{name}{{platform=\"linux/arm64\"}}");
+            assert!(
+                !text.contains(&static_one),
+                "a static platform has no {name}"
+            );
         }
     }
 
@@ -686,7 +700,9 @@ mod tests {
             series_of(&text, "host=\"a1\",platform=\"linux/arm64\""),
             Vec::<&str>::new()
         );
-        assert!(text.contains("multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/ppc64le\"} 3"));
+        assert!(text.contains(
+            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/ppc64le\"} 3"
+        ));
         assert!(
             text.contains("multi_platform_controller_cleanup_failures{platform=\"linux/arm64\"} 1"),
             "a platform that stays keeps its counts"

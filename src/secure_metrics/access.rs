@@ -200,7 +200,9 @@ mod tests {
             (403, "Authorization denied for user u".into())
         );
         assert_eq!(
-            Verdict::AuthorizationFailed { user: "u".into() }.response().0,
+            Verdict::AuthorizationFailed { user: "u".into() }
+                .response()
+                .0,
             500
         );
         assert_eq!(verb("GET"), "get");
@@ -211,9 +213,18 @@ mod tests {
         let mut cache = TtlCache::new(4);
         let t0 = Instant::now();
         cache.insert(token_key("a"), true, Duration::from_secs(10), t0);
-        assert_eq!(cache.get(&token_key("a"), t0 + Duration::from_secs(9)), Some(true));
-        assert_eq!(cache.get(&token_key("a"), t0 + Duration::from_secs(10)), None);
-        assert!(cache.is_empty(), "an expired entry is dropped when looked at");
+        assert_eq!(
+            cache.get(&token_key("a"), t0 + Duration::from_secs(9)),
+            Some(true)
+        );
+        assert_eq!(
+            cache.get(&token_key("a"), t0 + Duration::from_secs(10)),
+            None
+        );
+        assert!(
+            cache.is_empty(),
+            "an expired entry is dropped when looked at"
+        );
     }
 
     #[test]
@@ -228,7 +239,11 @@ mod tests {
         assert_eq!(cache.get(&token_key("long"), t0), Some(2));
         let later = t0 + Duration::from_secs(60);
         cache.insert(token_key("newer"), 4, Duration::from_secs(50), later);
-        assert_eq!(cache.get(&token_key("new"), later), None, "expired, dropped");
+        assert_eq!(
+            cache.get(&token_key("new"), later),
+            None,
+            "expired, dropped"
+        );
         assert_eq!(cache.get(&token_key("newer"), later), Some(4));
     }
 

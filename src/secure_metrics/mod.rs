@@ -85,10 +85,7 @@ async fn verdict(
             return Verdict::AuthenticationFailed;
         }
     };
-    match reviewer
-        .authorize(&user, &access::verb(method), path)
-        .await
-    {
+    match reviewer.authorize(&user, &access::verb(method), path).await {
         Ok(true) => Verdict::Serve,
         Ok(false) => {
             tracing::debug!(user = %user.name, path, "metrics: access denied");

@@ -99,7 +99,12 @@ impl KubeReviewer {
     }
 
     /// Whether `user` may `verb` the URL `path`.
-    pub async fn authorize(&self, user: &User, verb: &str, path: &str) -> Result<bool, ReviewError> {
+    pub async fn authorize(
+        &self,
+        user: &User,
+        verb: &str,
+        path: &str,
+    ) -> Result<bool, ReviewError> {
         let key = access::access_key(user, verb, path);
         if let Some(known) = lock(&self.grants).get(&key, Instant::now()) {
             return Ok(known);
@@ -127,7 +132,9 @@ impl KubeReviewer {
         .await
         .map_err(|_| ReviewError::Timeout { what })?
         .map_err(|source| ReviewError::Api { what, source })?;
-        let allowed = answer.status.is_some_and(|s| s.allowed && s.denied != Some(true));
+        let allowed = answer
+            .status
+            .is_some_and(|s| s.allowed && s.denied != Some(true));
         let ttl = if allowed {
             access::ALLOWED_TTL
         } else {

@@ -166,10 +166,12 @@ fn acceptor_from_pem(
 }
 
 async fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    tokio::fs::read(path).await.map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 async fn load(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
@@ -298,7 +300,9 @@ mod tests {
             cert_name: "tls.crt".into(),
             key_name: "tls.key".into(),
         };
-        let certs = ServingCerts::new(source, &["localhost".into()]).await.unwrap();
+        let certs = ServingCerts::new(source, &["localhost".into()])
+            .await
+            .unwrap();
         assert_eq!(certs.origin().await, Origin::SelfSigned);
         let _ = certs.acceptor().await;
         assert_eq!(certs.origin().await, Origin::SelfSigned);

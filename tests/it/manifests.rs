@@ -236,7 +236,12 @@ fn named<K: DeserializeOwned>(docs: &[Value], kind: &str, name: &str) -> K {
         .iter()
         .filter(|d| text(d, "/kind") == kind && text(d, "/metadata/name") == name)
         .collect();
-    assert_eq!(found.len(), 1, "expected one {kind} {name}, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} {name}, found {}",
+        found.len()
+    );
     serde_json::from_value(found[0].clone())
         .unwrap_or_else(|e| panic!("the {kind} {name} does not match the Kubernetes schema: {e}"))
 }
@@ -285,7 +290,10 @@ impl Install {
     async fn read(client: &kube::Client, namespace: &str, layout: &Layout) -> Install {
         let here = || client.clone();
         let cluster_role = |name: &'static str| async move {
-            Api::<ClusterRole>::all(client.clone()).get(name).await.unwrap()
+            Api::<ClusterRole>::all(client.clone())
+                .get(name)
+                .await
+                .unwrap()
         };
         let metrics_reader = match layout.metrics_reader {
             Some(name) => Some(cluster_role(name).await),
@@ -332,9 +340,19 @@ impl Install {
             self.service_account.metadata.namespace.as_deref(),
             Some(namespace)
         );
-        check_cluster_rbac(&self.cluster_role, &self.cluster_role_binding, namespace, layout);
+        check_cluster_rbac(
+            &self.cluster_role,
+            &self.cluster_role_binding,
+            namespace,
+            layout,
+        );
         check_namespace_rbac(&self.role, &self.role_binding, namespace, layout);
-        check_metrics_auth(&self.metrics_auth_role, &self.metrics_auth_binding, namespace, layout);
+        check_metrics_auth(
+            &self.metrics_auth_role,
+            &self.metrics_auth_binding,
+            namespace,
+            layout,
+        );
         if let Some(reader) = &self.metrics_reader {
             check_metrics_reader(reader);
         }
@@ -480,7 +498,12 @@ fn check_metrics_auth(
     let granted = grants(role.rules.as_deref().unwrap_or_default());
     let contract = expected(&[
         ("authentication.k8s.io", "tokenreviews", &["create"], ""),
-        ("authorization.k8s.io", "subjectaccessreviews", &["create"], ""),
+        (
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            &["create"],
+            "",
+        ),
     ]);
     assert_eq!(granted, contract, "metrics-auth grants differ");
     assert_eq!(binding.role_ref.kind, "ClusterRole");
@@ -549,7 +572,10 @@ fn check_deployment(deployment: &Deployment, namespace: &str, layout: &Layout) {
     let spec = deployment.spec.as_ref().expect("spec");
     assert!(spec.replicas.unwrap_or(1) >= 1);
     let pod = spec.template.spec.as_ref().expect("pod spec");
-    assert_eq!(pod.service_account_name.as_deref(), Some(layout.service_account));
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some(layout.service_account)
+    );
     assert_ne!(
         pod.automount_service_account_token,
         Some(false),
@@ -595,7 +621,11 @@ fn check_deployment(deployment: &Deployment, namespace: &str, layout: &Layout) {
     let args = c.args.clone().unwrap_or_default();
     assert_eq!(args.first().map(String::as_str), Some("run"), "{args:?}");
     assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
-    assert_eq!(flag(&args, "--metrics-bind-address"), Some(":8443"), "{args:?}");
+    assert_eq!(
+        flag(&args, "--metrics-bind-address"),
+        Some(":8443"),
+        "{args:?}"
+    );
     assert!(
         flag(&args, "--metrics-secure").is_none_or(|v| v == "true"),
         "metrics served without authentication: {args:?}"
@@ -720,7 +750,9 @@ fn check_konflux_shape(install: &Install) {
         "a Deployment's selector cannot change: it must stay the Go one"
     );
     assert_eq!(
-        pod_labels(&install.deployment).get(GO_SELECTOR.0).map(String::as_str),
+        pod_labels(&install.deployment)
+            .get(GO_SELECTOR.0)
+            .map(String::as_str),
         Some(GO_SELECTOR.1)
     );
     let strategy = spec.strategy.as_ref().expect("a strategy");
@@ -942,11 +974,19 @@ async fn the_monitoring_kustomization_holds_the_rules_and_the_dashboard() {
     assert_eq!(ids, want);
     let board: ConfigMap = one(&docs, "ConfigMap");
     assert_eq!(
-        board.metadata.labels.unwrap_or_default().get("grafana_dashboard").map(String::as_str),
+        board
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("grafana_dashboard")
+            .map(String::as_str),
         Some("1")
     );
     let shipped = std::fs::read_to_string(repo().join("deploy/monitoring/dashboard.json")).unwrap();
-    assert_eq!(board.data.unwrap_or_default().get("dashboard.json"), Some(&shipped));
+    assert_eq!(
+        board.data.unwrap_or_default().get("dashboard.json"),
+        Some(&shipped)
+    );
 }
 
 #[tokio::test]
@@ -1083,7 +1123,9 @@ async fn apply_to_kube_sim(env: &TestEnv, cache: &Path, install: &str, examples:
     let client = env.client();
     let namespace: Namespace = Api::all(client.clone()).get(ns).await.unwrap();
     assert_eq!(namespace.metadata.name.as_deref(), Some(ns));
-    Install::read(&client, ns, &STANDALONE).await.check(ns, &STANDALONE);
+    Install::read(&client, ns, &STANDALONE)
+        .await
+        .check(ns, &STANDALONE);
     let host_config: ConfigMap = Api::namespaced(client.clone(), ns)
         .get(HOST_CONFIG_NAME)
         .await
@@ -1151,7 +1193,13 @@ async fn apply_to_kube_sim(env: &TestEnv, cache: &Path, install: &str, examples:
 }
 
 /// Whether `user` (a ServiceAccount) may create `resource`, by a SubjectAccessReview.
-async fn may_create(client: &kube::Client, user: &str, ns: &str, group: &str, resource: &str) -> bool {
+async fn may_create(
+    client: &kube::Client,
+    user: &str,
+    ns: &str,
+    group: &str,
+    resource: &str,
+) -> bool {
     sar(
         client,
         user,
@@ -1272,8 +1320,13 @@ async fn kubectl_applies_the_konflux_overlay_over_the_go_controller() {
     let cache = tempfile::tempdir().unwrap();
     let overlay = render(&konflux_overlay_dir()).await;
     if !env.is_kube_sim() {
-        dry_run_on_cluster(&env, cache.path(), &to_stream(&without_monitors(&overlay)), &KONFLUX)
-            .await;
+        dry_run_on_cluster(
+            &env,
+            cache.path(),
+            &to_stream(&without_monitors(&overlay)),
+            &KONFLUX,
+        )
+        .await;
         env.cleanup().await.unwrap();
         return;
     }
@@ -1297,7 +1350,9 @@ async fn kubectl_applies_the_konflux_overlay_over_the_go_controller() {
     let switched = run_kubectl(&apply, &to_stream(&without_monitors(&overlay))).await;
     let verbs: BTreeMap<String, String> = applied(&switched).into_iter().collect();
     assert_eq!(
-        verbs.get("deployment.apps/multi-platform-controller").map(String::as_str),
+        verbs
+            .get("deployment.apps/multi-platform-controller")
+            .map(String::as_str),
         Some("configured"),
         "{switched}"
     );
@@ -1316,7 +1371,10 @@ async fn kubectl_applies_the_konflux_overlay_over_the_go_controller() {
     ] {
         assert!(may_create(&client, &controller, ns, group, resource).await);
     }
-    assert!(!may_create(&client, &controller, ns, "", "pods").await, "Go-only grants are gone");
+    assert!(
+        !may_create(&client, &controller, ns, "", "pods").await,
+        "Go-only grants are gone"
+    );
     let reader = format!("system:serviceaccount:{ns}:metrics-reader");
     assert!(may_read_metrics(&client, &reader, ns).await);
     assert!(!may_read_metrics(&client, &controller, ns).await);

@@ -343,25 +343,32 @@ async fn metrics_are_served_over_https_to_authorized_readers_only() {
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", controller.log()));
     assert_eq!(anonymous.status, 401, "{}", anonymous.body);
     assert_eq!(anonymous.cert, first, "the mounted certificate is served");
-    let forged = https_get(addr, "/metrics", Some("not-a-token")).await.unwrap();
+    let forged = https_get(addr, "/metrics", Some("not-a-token"))
+        .await
+        .unwrap();
     assert_eq!(forged.status, 401, "{}", forged.body);
     let refused = https_get(addr, "/metrics", Some(&stranger)).await.unwrap();
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(
-        refused
-            .body
-            .contains(&format!("system:serviceaccount:{}:stranger", env.namespace())),
+        refused.body.contains(&format!(
+            "system:serviceaccount:{}:stranger",
+            env.namespace()
+        )),
         "{}",
         refused.body
     );
     let allowed = https_get(addr, "/metrics", Some(&scraper)).await.unwrap();
     assert_eq!(allowed.status, 200, "{}", allowed.body);
     let series = "multi_platform_controller_waiting_tasks{platform=\"linux/x86_64\"} 0";
-    wait_for(WAIT, "the platform's series are served to the reader", || async {
-        https_get(addr, "/metrics", Some(&scraper))
-            .await
-            .filter(|a| a.status == 200 && a.body.contains(series))
-    })
+    wait_for(
+        WAIT,
+        "the platform's series are served to the reader",
+        || async {
+            https_get(addr, "/metrics", Some(&scraper))
+                .await
+                .filter(|a| a.status == 200 && a.body.contains(series))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", controller.log()));
     // Plain HTTP gets no metrics from the TLS port.
@@ -461,7 +468,12 @@ async fn every_series_exists_from_the_start_and_leaves_with_its_platform() {
         "running_tasks",
         "waiting_tasks",
     ];
-    let platforms = ["linux/arm64", "linux/ppc64le", "linux/x86_64", "linux/amd64"];
+    let platforms = [
+        "linux/arm64",
+        "linux/ppc64le",
+        "linux/x86_64",
+        "linux/amd64",
+    ];
     let text = wait_for(WAIT, "every platform's series exist", || async {
         scrape().await.map(|(_, t)| t).filter(|t| {
             platforms.iter().all(|p| {
@@ -479,7 +491,11 @@ async fn every_series_exists_from_the_start_and_leaves_with_its_platform() {
             assert!(text.contains(&line), "missing {line} in:\n{text}");
         }
     }
-    for name in ["cloud_launches", "cloud_terminations", "cloud_swept_instances"] {
+    for name in [
+        "cloud_launches",
+        "cloud_terminations",
+        "cloud_swept_instances",
+    ] {
         let line = format!("multi_platform_controller_{name}{{platform=\"linux/amd64\"}} 0");
         assert!(text.contains(&line), "missing {line} in:\n{text}");
     }
@@ -498,7 +514,14 @@ async fn every_series_exists_from_the_start_and_leaves_with_its_platform() {
 
     // ppc-1, and with it linux/ppc64le, leave host-config.
     let mut smaller = pool();
-    for key in ["address", "port", "platform", "user", "secret", "concurrency"] {
+    for key in [
+        "address",
+        "port",
+        "platform",
+        "user",
+        "secret",
+        "concurrency",
+    ] {
         smaller
             .as_object_mut()
             .unwrap()
@@ -515,11 +538,15 @@ async fn every_series_exists_from_the_start_and_leaves_with_its_platform() {
         )
         .await
         .unwrap();
-    let text = wait_for(WAIT, "the series of ppc-1 and linux/ppc64le are gone", || async {
-        scrape().await.map(|(_, t)| t).filter(|t| {
-            series_with(t, "linux/ppc64le").is_empty() && series_with(t, "ppc-1").is_empty()
-        })
-    })
+    let text = wait_for(
+        WAIT,
+        "the series of ppc-1 and linux/ppc64le are gone",
+        || async {
+            scrape().await.map(|(_, t)| t).filter(|t| {
+                series_with(t, "linux/ppc64le").is_empty() && series_with(t, "ppc-1").is_empty()
+            })
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", controller.log()));
     assert!(
@@ -527,7 +554,16 @@ async fn every_series_exists_from_the_start_and_leaves_with_its_platform() {
         "the platforms that stay keep theirs:\n{text}"
     );
     assert!(text.contains("multi_platform_controller_reaped_users{host=\"arm-1\"} 0"));
-    assert_eq!(configs.get(HOST_CONFIG_NAME).await.unwrap().data.unwrap().len(), smaller.as_object().unwrap().len());
+    assert_eq!(
+        configs
+            .get(HOST_CONFIG_NAME)
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .len(),
+        smaller.as_object().unwrap().len()
+    );
 
     drop(controller);
     env.cleanup().await.unwrap();

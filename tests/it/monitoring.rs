@@ -81,9 +81,10 @@ fn exported_names() -> BTreeSet<String> {
             ..Default::default()
         },
     );
-    gauges
-        .instances
-        .insert("linux/arm64".into(), BTreeMap::from([("running".into(), 1)]));
+    gauges.instances.insert(
+        "linux/arm64".into(),
+        BTreeMap::from([("running".into(), 1)]),
+    );
     metrics.set_gauges(&gauges);
     metrics.record(&Metric::LaunchFailure {
         platform: Platform::parse("linux/arm64").unwrap(),
@@ -123,21 +124,34 @@ fn used_names(expr: &str) -> BTreeSet<String> {
 #[test]
 fn alerts_and_dashboard_use_only_metrics_the_controller_exports() {
     let exported = exported_names();
-    assert!(exported.contains("multi_platform_controller_wait_time_count"), "{exported:?}");
+    assert!(
+        exported.contains("multi_platform_controller_wait_time_count"),
+        "{exported:?}"
+    );
     let mut used = BTreeSet::new();
     for alert in alerts() {
         let expr = alert["expr"].as_str().unwrap();
         let names = used_names(expr);
         assert!(!names.is_empty(), "{expr}");
         for name in &names {
-            assert!(exported.contains(name), "alert {} uses {name}, which the controller does not export", alert["alert"]);
+            assert!(
+                exported.contains(name),
+                "alert {} uses {name}, which the controller does not export",
+                alert["alert"]
+            );
         }
     }
     for expr in dashboard_queries() {
         let names = used_names(&expr);
-        assert!(!names.is_empty(), "a dashboard query on none of ours: {expr}");
+        assert!(
+            !names.is_empty(),
+            "a dashboard query on none of ours: {expr}"
+        );
         for name in &names {
-            assert!(exported.contains(name), "the dashboard uses {name}, which the controller does not export: {expr}");
+            assert!(
+                exported.contains(name),
+                "the dashboard uses {name}, which the controller does not export: {expr}"
+            );
         }
         used.extend(names);
     }
@@ -177,13 +191,29 @@ fn the_dashboard_is_importable() {
     assert_eq!(variables, ["datasource", "platform"]);
     let mut ids = BTreeSet::new();
     for panel in board["panels"].as_array().unwrap() {
-        assert!(ids.insert(panel["id"].as_i64().unwrap()), "duplicate panel id {}", panel["id"]);
+        assert!(
+            ids.insert(panel["id"].as_i64().unwrap()),
+            "duplicate panel id {}",
+            panel["id"]
+        );
         let grid = &panel["gridPos"];
         let (x, w) = (grid["x"].as_i64().unwrap(), grid["w"].as_i64().unwrap());
-        assert!(x >= 0 && w > 0 && x + w <= 24, "panel {} leaves the grid", panel["title"]);
+        assert!(
+            x >= 0 && w > 0 && x + w <= 24,
+            "panel {} leaves the grid",
+            panel["title"]
+        );
         if panel["type"] != "row" {
-            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
-            assert!(!panel["targets"].as_array().unwrap().is_empty(), "{}", panel["title"]);
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{}",
+                panel["title"]
+            );
+            assert!(
+                !panel["targets"].as_array().unwrap().is_empty(),
+                "{}",
+                panel["title"]
+            );
         }
     }
 }
@@ -198,20 +228,32 @@ fn every_alert_has_a_summary_a_runbook_and_firing_and_quiet_unit_tests() {
         .flat_map(|t| t["alert_rule_test"].as_array().into_iter().flatten())
         .collect();
     let alerts = alerts();
-    assert_eq!(alerts.len(), 4, "host down, cleanup failures, queue, error Secrets");
+    assert_eq!(
+        alerts.len(),
+        4,
+        "host down, cleanup failures, queue, error Secrets"
+    );
     for alert in alerts {
         let name = alert["alert"].as_str().unwrap();
         for annotation in ["summary", "runbook"] {
             assert!(
-                alert["annotations"][annotation].as_str().is_some_and(|s| s.len() > 20),
+                alert["annotations"][annotation]
+                    .as_str()
+                    .is_some_and(|s| s.len() > 20),
                 "{name} has no {annotation}"
             );
         }
-        assert!(alert["labels"]["severity"].is_string(), "{name} has no severity");
+        assert!(
+            alert["labels"]["severity"].is_string(),
+            "{name} has no severity"
+        );
         let mine: Vec<&&Value> = cases.iter().filter(|c| c["alertname"] == name).collect();
         let fires = |c: &&&Value| c["exp_alerts"].as_array().is_some_and(|a| !a.is_empty());
         assert!(mine.iter().any(fires), "no unit test where {name} fires");
-        assert!(mine.iter().any(|c| !fires(c)), "no unit test where {name} stays quiet");
+        assert!(
+            mine.iter().any(|c| !fires(c)),
+            "no unit test where {name} stays quiet"
+        );
     }
 }
 
@@ -273,8 +315,16 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     write_rules(dir.path(), &rule()["spec"]["groups"]);
     let checked = run_promtool(&promtool, &["check", "rules", "rules.yaml"], dir.path());
     assert!(checked.contains("SUCCESS: 4 rules found"), "{checked}");
-    std::fs::write(dir.path().join("alerts-test.yaml"), read("tests/alerts-test.yaml")).unwrap();
-    let tested = run_promtool(&promtool, &["test", "rules", "alerts-test.yaml"], dir.path());
+    std::fs::write(
+        dir.path().join("alerts-test.yaml"),
+        read("tests/alerts-test.yaml"),
+    )
+    .unwrap();
+    let tested = run_promtool(
+        &promtool,
+        &["test", "rules", "alerts-test.yaml"],
+        dir.path(),
+    );
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
 
@@ -297,7 +347,13 @@ fn the_dashboard_queries_are_valid_promql() {
         .collect();
     let count = rules.len();
     let dir = tempfile::tempdir().unwrap();
-    write_rules(dir.path(), &serde_json::json!([{"name": "dashboard", "rules": rules}]));
+    write_rules(
+        dir.path(),
+        &serde_json::json!([{"name": "dashboard", "rules": rules}]),
+    );
     let checked = run_promtool(&promtool, &["check", "rules", "rules.yaml"], dir.path());
-    assert!(checked.contains(&format!("SUCCESS: {count} rules found")), "{checked}");
+    assert!(
+        checked.contains(&format!("SUCCESS: {count} rules found")),
+        "{checked}"
+    );
 }

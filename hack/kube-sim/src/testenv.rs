@@ -221,7 +221,9 @@ impl TestEnv {
         let answer = accounts
             .create_token_request(name, &PostParams::default(), &request)
             .await
-            .map_err(kube_err(format!("requesting a token of ServiceAccount {name}")))?;
+            .map_err(kube_err(format!(
+                "requesting a token of ServiceAccount {name}"
+            )))?;
         Ok(answer.status.map(|s| s.token).unwrap_or_default())
     }
 

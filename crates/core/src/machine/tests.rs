@@ -251,13 +251,21 @@ fn gauges_name_every_configured_platform_and_host_from_the_start() {
         ["linux/arm64", "linux/x86_64", "local"],
         "idle and local platforms too"
     );
-    assert!(gauges.platforms.values().all(|p| p.running == 0 && p.waiting == 0 && !p.cloud));
+    assert!(
+        gauges
+            .platforms
+            .values()
+            .all(|p| p.running == 0 && p.waiting == 0 && !p.cloud)
+    );
     assert_eq!(gauges.hosts.keys().collect::<Vec<_>>(), ["a1", "a2"]);
     // A platform and a host that leave the configuration leave the gauges.
     let smaller = config_with(&[("a1", "linux/ppc64le", 1)], &[]);
     core.feed(Input::Config(present(smaller)), T0);
     let gauges = core.gauges();
-    assert_eq!(gauges.platforms.keys().collect::<Vec<_>>(), ["linux/ppc64le"]);
+    assert_eq!(
+        gauges.platforms.keys().collect::<Vec<_>>(),
+        ["linux/ppc64le"]
+    );
     assert_eq!(gauges.hosts.keys().collect::<Vec<_>>(), ["a1"]);
     assert_eq!(gauges.hosts["a1"].platform, "linux/ppc64le");
 }

@@ -175,9 +175,10 @@ fn role_rules<'p>(policy: &Policy<'p>, binding: &Value) -> &'p [Value] {
             .find(|r| text(r, "/metadata/name") == name),
         "Role" => {
             let ns = text(binding, "/metadata/namespace");
-            policy.roles.iter().find(|r| {
-                text(r, "/metadata/name") == name && text(r, "/metadata/namespace") == ns
-            })
+            policy
+                .roles
+                .iter()
+                .find(|r| text(r, "/metadata/name") == name && text(r, "/metadata/namespace") == ns)
         }
         _ => None,
     };
@@ -403,7 +404,8 @@ mod tests {
 
     #[test]
     fn subresources_need_their_own_grant() {
-        let rule = json!({"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create"]});
+        let rule =
+            json!({"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create"]});
         let mut a = sa("n", "x");
         a.verb = "create".into();
         a.target = Target::Resource {

@@ -226,8 +226,10 @@ pub(crate) fn review_attributes(body: &Value) -> ApiResult<Attributes> {
             "spec.user: Invalid value: \"\": at least one of user or group must be specified",
         ));
     }
-    let (verb, target) = match (spec.get("resourceAttributes"), spec.get("nonResourceAttributes"))
-    {
+    let (verb, target) = match (
+        spec.get("resourceAttributes"),
+        spec.get("nonResourceAttributes"),
+    ) {
         (Some(r), None) if r.is_object() => (
             s(r, "verb"),
             Target::Resource {
@@ -238,7 +240,9 @@ pub(crate) fn review_attributes(body: &Value) -> ApiResult<Attributes> {
                 name: s(r, "name"),
             },
         ),
-        (None, Some(n)) if n.is_object() => (s(n, "verb"), Target::NonResource { path: s(n, "path") }),
+        (None, Some(n)) if n.is_object() => {
+            (s(n, "verb"), Target::NonResource { path: s(n, "path") })
+        }
         (Some(_), Some(_)) => {
             return Err(invalid(
                 "spec.nonResourceAttributes: Invalid value: \"object\": cannot be specified in combination with resourceAttributes",
@@ -312,7 +316,13 @@ pub(crate) fn method_not_allowed(method: &Method) -> ApiError {
 mod tests {
     use super::*;
 
-    fn path(group: &str, plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> ResourcePath {
+    fn path(
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> ResourcePath {
         ResourcePath {
             group: group.into(),
             version: "v1".into(),
@@ -329,11 +339,23 @@ mod tests {
         assert_eq!(Endpoint::of(&token), Some(Endpoint::TokenRequest));
         let review = path("authentication.k8s.io", "tokenreviews", None, None, None);
         assert_eq!(Endpoint::of(&review), Some(Endpoint::TokenReview));
-        let sar = path("authorization.k8s.io", "subjectaccessreviews", None, None, None);
+        let sar = path(
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            None,
+            None,
+            None,
+        );
         assert_eq!(Endpoint::of(&sar), Some(Endpoint::SubjectAccessReview));
         let sa = path("", "serviceaccounts", Some("n"), Some("a"), None);
         assert_eq!(Endpoint::of(&sa), None);
-        let named = path("authentication.k8s.io", "tokenreviews", None, Some("x"), None);
+        let named = path(
+            "authentication.k8s.io",
+            "tokenreviews",
+            None,
+            Some("x"),
+            None,
+        );
         assert_eq!(Endpoint::of(&named), None);
     }
 
@@ -343,12 +365,34 @@ mod tests {
                                  "nonResourceAttributes": {"path": "/metrics", "verb": "get"}}});
         let a = review_attributes(&ok).unwrap();
         assert_eq!(a.verb, "get");
-        assert_eq!(a.target, Target::NonResource { path: "/metrics".into() });
-        let nobody = json!({"spec": {"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}});
-        assert!(review_attributes(&nobody).unwrap_err().message.contains("at least one of user or group"));
-        let both = json!({"spec": {"user": "u", "nonResourceAttributes": {}, "resourceAttributes": {}}});
-        assert!(review_attributes(&both).unwrap_err().message.contains("in combination with"));
+        assert_eq!(
+            a.target,
+            Target::NonResource {
+                path: "/metrics".into()
+            }
+        );
+        let nobody =
+            json!({"spec": {"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}});
+        assert!(
+            review_attributes(&nobody)
+                .unwrap_err()
+                .message
+                .contains("at least one of user or group")
+        );
+        let both =
+            json!({"spec": {"user": "u", "nonResourceAttributes": {}, "resourceAttributes": {}}});
+        assert!(
+            review_attributes(&both)
+                .unwrap_err()
+                .message
+                .contains("in combination with")
+        );
         let neither = json!({"spec": {"user": "u"}});
-        assert!(review_attributes(&neither).unwrap_err().message.contains("exactly one of"));
+        assert!(
+            review_attributes(&neither)
+                .unwrap_err()
+                .message
+                .contains("exactly one of")
+        );
     }
 }

@@ -44,7 +44,12 @@ fn who(review: &TokenReview) -> Option<(String, Vec<String>)> {
     ))
 }
 
-async fn may(client: &kube::Client, user: &str, groups: &[String], spec: SubjectAccessReviewSpec) -> (bool, String) {
+async fn may(
+    client: &kube::Client,
+    user: &str,
+    groups: &[String],
+    spec: SubjectAccessReviewSpec,
+) -> (bool, String) {
     let request = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.to_owned()),
@@ -95,8 +100,15 @@ async fn service_account_tokens_are_reviewed_and_rbac_decides_access() {
 
     let (user, groups) = who(&review(&client, &reader).await).expect("the token authenticates");
     assert_eq!(user, format!("system:serviceaccount:{ns}:reader"));
-    for group in ["system:serviceaccounts", &format!("system:serviceaccounts:{ns}"), "system:authenticated"] {
-        assert!(groups.iter().any(|g| g == group), "{group} not in {groups:?}");
+    for group in [
+        "system:serviceaccounts",
+        &format!("system:serviceaccounts:{ns}"),
+        "system:authenticated",
+    ] {
+        assert!(
+            groups.iter().any(|g| g == group),
+            "{group} not in {groups:?}"
+        );
     }
     assert_eq!(who(&review(&client, "not-a-token").await), None);
     let empty = TokenReview {
@@ -110,7 +122,10 @@ async fn service_account_tokens_are_reviewed_and_rbac_decides_access() {
         .create(&PostParams::default(), &empty)
         .await
         .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 400), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 400),
+        "{err:?}"
+    );
     let (stranger_user, stranger_groups) = who(&review(&client, &stranger).await).unwrap();
 
     // A URL path: granted by a ClusterRole bound cluster-wide to `reader` only.
@@ -128,8 +143,14 @@ async fn service_account_tokens_are_reviewed_and_rbac_decides_access() {
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]
     }))
     .unwrap();
-    cluster_roles.create(&PostParams::default(), &role).await.unwrap();
-    cluster_bindings.create(&PostParams::default(), &binding).await.unwrap();
+    cluster_roles
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    cluster_bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
 
     // Real clusters apply new bindings through an informer: wait until it shows.
     wait_until(SLOW, "the binding grants get /metrics", || async {
@@ -141,11 +162,30 @@ async fn service_account_tokens_are_reviewed_and_rbac_decides_access() {
     assert!(allowed);
     assert_eq!(
         reason,
-        format!("RBAC: allowed by ClusterRoleBinding \"{role_name}\" of ClusterRole \"{role_name}\" to ServiceAccount \"reader/{ns}\"")
+        format!(
+            "RBAC: allowed by ClusterRoleBinding \"{role_name}\" of ClusterRole \"{role_name}\" to ServiceAccount \"reader/{ns}\""
+        )
     );
-    assert!(!may(&client, &user, &groups, url("post", "/metrics")).await.0);
-    assert!(!may(&client, &user, &groups, url("get", "/metrics/other")).await.0);
-    assert!(!may(&client, &stranger_user, &stranger_groups, url("get", "/metrics")).await.0);
+    assert!(
+        !may(&client, &user, &groups, url("post", "/metrics"))
+            .await
+            .0
+    );
+    assert!(
+        !may(&client, &user, &groups, url("get", "/metrics/other"))
+            .await
+            .0
+    );
+    assert!(
+        !may(
+            &client,
+            &stranger_user,
+            &stranger_groups,
+            url("get", "/metrics")
+        )
+        .await
+        .0
+    );
 
     // A resource: granted in the namespace by a Role, for one name.
     let roles: Api<Role> = env.api();
@@ -174,26 +214,59 @@ async fn service_account_tokens_are_reviewed_and_rbac_decides_access() {
         .await
         .unwrap();
     wait_until(SLOW, "the RoleBinding grants get configmaps/x", || async {
-        may(&client, &stranger_user, &stranger_groups, configmap(&ns, "x")).await.0
+        may(
+            &client,
+            &stranger_user,
+            &stranger_groups,
+            configmap(&ns, "x"),
+        )
+        .await
+        .0
     })
     .await
     .unwrap();
-    assert!(!may(&client, &stranger_user, &stranger_groups, configmap(&ns, "y")).await.0);
-    assert!(!may(&client, &stranger_user, &stranger_groups, configmap("default", "x")).await.0);
+    assert!(
+        !may(
+            &client,
+            &stranger_user,
+            &stranger_groups,
+            configmap(&ns, "y")
+        )
+        .await
+        .0
+    );
+    assert!(
+        !may(
+            &client,
+            &stranger_user,
+            &stranger_groups,
+            configmap("default", "x")
+        )
+        .await
+        .0
+    );
 
     // A token dies with its ServiceAccount.
     Api::<ServiceAccount>::namespaced(client.clone(), &ns)
         .delete("reader", &DeleteParams::default())
         .await
         .unwrap();
-    wait_until(SLOW, "the deleted ServiceAccount's token is refused", || async {
-        who(&review(&client, &reader).await).is_none()
-    })
+    wait_until(
+        SLOW,
+        "the deleted ServiceAccount's token is refused",
+        || async { who(&review(&client, &reader).await).is_none() },
+    )
     .await
     .unwrap();
 
-    cluster_bindings.delete(&role_name, &DeleteParams::default()).await.unwrap();
-    cluster_roles.delete(&role_name, &DeleteParams::default()).await.unwrap();
+    cluster_bindings
+        .delete(&role_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    cluster_roles
+        .delete(&role_name, &DeleteParams::default())
+        .await
+        .unwrap();
     env.cleanup().await.unwrap();
 }
 
@@ -214,20 +287,48 @@ async fn static_tokens_and_the_superuser_group() {
         .add_token("s3cret", UserInfo::new("alice", &["admins"]));
     let (user, groups) = who(&review(&client, "s3cret").await).unwrap();
     assert_eq!(user, "alice");
-    assert_eq!(groups, vec!["admins".to_string(), "system:authenticated".to_string()]);
-    assert!(!may(&client, "alice", &groups, url("get", "/metrics")).await.0);
-    assert!(may(&client, "root", &["system:masters".to_string()], url("get", "/metrics")).await.0);
+    assert_eq!(
+        groups,
+        vec!["admins".to_string(), "system:authenticated".to_string()]
+    );
+    assert!(
+        !may(&client, "alice", &groups, url("get", "/metrics"))
+            .await
+            .0
+    );
+    assert!(
+        may(
+            &client,
+            "root",
+            &["system:masters".to_string()],
+            url("get", "/metrics")
+        )
+        .await
+        .0
+    );
     assert!(server.identities().remove_token("s3cret"));
     assert_eq!(who(&review(&client, "s3cret").await), None);
 
     // Only create exists; a review without a subject is invalid.
     let sar: Api<SubjectAccessReview> = Api::all(client.clone());
     let err = sar
-        .create(&PostParams::default(), &SubjectAccessReview { spec: url("get", "/metrics"), ..Default::default() })
+        .create(
+            &PostParams::default(),
+            &SubjectAccessReview {
+                spec: url("get", "/metrics"),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
     let err = sar.list(&Default::default()).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 405), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 405),
+        "{err:?}"
+    );
     env.cleanup().await.unwrap();
 }
