@@ -80,10 +80,14 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
+/// Device, inode, length and modification time of one file: a kubelet update of a
+/// Secret volume swaps a symlink, so a new file has a new inode even within a second.
+type FileStamp = (u64, u64, u64, Option<std::time::SystemTime>);
+
 /// What identifies the content of the two files without reading them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
-    files: [Option<(u64, u64, u64, Option<std::time::SystemTime>)>; 2],
+    files: [Option<FileStamp>; 2],
 }
 
 fn stamp(cert: &Path, key: &Path) -> Stamp {
