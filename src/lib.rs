@@ -14,4 +14,5 @@ pub mod doctor;
 pub mod logging;
 pub mod metrics;
 pub mod remote;
+pub mod secure_metrics;
 pub mod server;

@@ -14,7 +14,9 @@ use multi_platform_controller::controller::{RunSettings, run};
 use multi_platform_controller::doctor;
 use multi_platform_controller::logging::{self, LogFormat};
 use multi_platform_controller::metrics::Metrics;
-use multi_platform_controller::server::{self, Health};
+use multi_platform_controller::secure_metrics::reviews::KubeReviewer;
+use multi_platform_controller::secure_metrics::tls::{CertSource, ServingCerts};
+use multi_platform_controller::server::{self, Health, MetricsEndpoint};
 
 /// Gives Tekton TaskRuns SSH access to build hosts of other CPU architectures.
 #[derive(Debug, Parser)]
@@ -54,8 +56,26 @@ struct CheckConfigArgs {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Where /metrics is served (`:PORT` listens on all interfaces).
-    #[arg(long, default_value = ":8080")]
+    #[arg(long, default_value = ":8443")]
     metrics_bind_address: String,
+    /// Serve /metrics over HTTPS to callers whose bearer token the API server
+    /// authenticates (TokenReview) and allows `get` on the URL /metrics
+    /// (SubjectAccessReview). `--metrics-secure=false` serves plain HTTP to anyone
+    /// (then usually with `--metrics-bind-address=:8080`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    metrics_secure: bool,
+    /// Directory holding the serving certificate of /metrics (a mounted
+    /// kubernetes.io/tls Secret), read again when it changes. Without it, or until its
+    /// files exist, a self-signed certificate is used.
+    #[arg(long)]
+    metrics_cert_path: Option<PathBuf>,
+    /// Certificate file name in --metrics-cert-path.
+    #[arg(long, default_value = "tls.crt")]
+    metrics_cert_name: String,
+    /// Private key file name in --metrics-cert-path.
+    #[arg(long, default_value = "tls.key")]
+    metrics_cert_key: String,
     /// Where /healthz and /readyz are served.
     #[arg(long, default_value = ":8081")]
     health_probe_bind_address: String,
@@ -159,6 +179,8 @@ enum ServeError {
     Kubernetes(#[source] kube::Error),
     #[error("cannot set up the metrics")]
     Metrics(#[from] multi_platform_controller::metrics::MetricsError),
+    #[error("cannot serve /metrics over HTTPS (check --metrics-cert-path and its Secret)")]
+    Tls(#[from] multi_platform_controller::secure_metrics::tls::TlsError),
     #[error(transparent)]
     Run(#[from] multi_platform_controller::controller::runner::RunError),
 }
@@ -191,6 +213,21 @@ async fn serve(args: RunArgs) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new()?);
     let health = Arc::new(Health::default());
     let identity = args.identity.clone().unwrap_or_else(hostname);
+    let endpoint = if args.metrics_secure {
+        let source = CertSource {
+            dir: args.metrics_cert_path.clone(),
+            cert_name: args.metrics_cert_name.clone(),
+            key_name: args.metrics_cert_key.clone(),
+        };
+        let names = vec![hostname(), "localhost".to_owned()];
+        MetricsEndpoint::Secure {
+            listener: metrics_listener,
+            certs: Arc::new(ServingCerts::new(source, &names).await?),
+            reviewer: Arc::new(KubeReviewer::new(client.clone())),
+        }
+    } else {
+        MetricsEndpoint::Plain(metrics_listener)
+    };
     let mut settings = RunSettings::new(&args.namespace);
     settings.instance = identity.clone();
     settings.reap_interval = Duration::from_secs(args.reap_interval.max(1));
@@ -206,14 +243,14 @@ async fn serve(args: RunArgs) -> Result<(), ServeError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let http = tokio::spawn(server::serve(
-        metrics_listener,
+        endpoint,
         health_listener,
         Arc::clone(&metrics),
         Arc::clone(&health),
         stopped(stop_rx.clone()),
     ));
-    tracing::info!(namespace = %args.namespace, %metrics_addr, %health_addr,
-                   leader_elect = args.leader_elect, "starting");
+    tracing::info!(namespace = %args.namespace, %metrics_addr, metrics_secure = args.metrics_secure,
+                   %health_addr, leader_elect = args.leader_elect, "starting");
     let result = run(client, settings, metrics, health, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = http.await;

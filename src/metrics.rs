@@ -7,7 +7,7 @@
 //! ([`mpc_core::machine::Metric`]), so a success is never counted on a failure and
 //! nothing twice; gauges are set from [`Gauges`] snapshots, so they drop back to zero.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use prometheus::{
@@ -51,16 +51,21 @@ pub struct Metrics {
     cloud_launch_failures: IntCounterVec,
     cloud_terminations: IntCounterVec,
     cloud_swept: IntCounterVec,
-    /// Label sets set by the last gauge snapshot, to reset those that disappear.
-    last_gauges: Mutex<GaugeLabels>,
+    /// The label sets of the last gauge snapshot, to drop those that disappear.
+    series: Mutex<Series>,
 }
 
-/// The platforms and (host, platform) pairs a gauge snapshot set.
+/// The platforms and hosts whose series exist, as the last gauge snapshot named them.
 #[derive(Default)]
-struct GaugeLabels {
-    platforms: BTreeSet<String>,
-    hosts: BTreeSet<(String, String)>,
+struct Series {
+    /// Platform → whether it is a cloud platform.
+    platforms: BTreeMap<String, bool>,
+    /// Host → its platform.
+    hosts: BTreeMap<String, String>,
+    /// (platform, state) of the instance counts.
     instances: BTreeSet<(String, String)>,
+    /// (platform, code) of the launch failures counted.
+    launch_failures: BTreeSet<(String, String)>,
 }
 
 /// A metric could not be registered (a programming error: names are fixed).
@@ -216,7 +221,7 @@ impl Metrics {
                 ),
                 per_platform,
             )?,
-            last_gauges: Mutex::new(Default::default()),
+            series: Mutex::new(Series::default()),
         };
         metrics.register_all()?;
         Ok(metrics)
@@ -286,10 +291,14 @@ impl Metrics {
                 .cloud_launches
                 .with_label_values(&[platform.as_str()])
                 .inc(),
-            Metric::LaunchFailure { platform, code } => self
-                .cloud_launch_failures
-                .with_label_values(&[platform.as_str(), code.as_str()])
-                .inc(),
+            Metric::LaunchFailure { platform, code } => {
+                self.cloud_launch_failures
+                    .with_label_values(&[platform.as_str(), code.as_str()])
+                    .inc();
+                self.lock_series()
+                    .launch_failures
+                    .insert((platform.as_str().to_owned(), code.clone()));
+            }
             Metric::Termination { platform } => self
                 .cloud_terminations
                 .with_label_values(&[platform.as_str()])
@@ -313,61 +322,80 @@ impl Metrics {
         self.host_cleanup_failures.with_label_values(&[host]).inc();
     }
 
-    /// Sets every gauge from a snapshot; label sets absent from it are reset to zero, so
-    /// a platform or host that went away does not keep reporting its last value.
+    /// Sets every gauge from a snapshot, and keeps exactly the series of the platforms
+    /// and hosts it names: those that appear get every series of theirs at zero (so a
+    /// counter exists before its first event, and `increase()` over it works), those
+    /// that left it lose all of theirs. The instance states of a cloud platform that are
+    /// no longer listed drop to zero.
     pub fn set_gauges(&self, gauges: &Gauges) {
-        let mut last = self
-            .last_gauges
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let GaugeLabels {
+        let mut last = self.lock_series();
+        let Series {
             platforms,
             hosts,
             instances,
+            launch_failures,
         } = &mut *last;
+        for (platform, was_cloud) in platforms.iter() {
+            let now = gauges.platforms.get(platform);
+            if now.is_none() {
+                self.drop_platform(platform);
+            }
+            if *was_cloud && now.is_none_or(|g| !g.cloud) {
+                self.drop_cloud_platform(platform, launch_failures, instances);
+            }
+        }
         for (platform, state) in instances.iter() {
-            let now = gauges
+            let listed = gauges
                 .instances
                 .get(platform)
-                .and_then(|states| states.get(state));
-            if now.is_none() {
+                .is_some_and(|states| states.contains_key(state));
+            if !listed {
                 self.cloud_instances
                     .with_label_values(&[platform.as_str(), state.as_str()])
                     .set(0);
             }
         }
-        instances.clear();
-        for (platform, states) in &gauges.instances {
-            for (state, n) in states {
-                self.cloud_instances
-                    .with_label_values(&[platform.as_str(), state.as_str()])
-                    .set(count(*n));
-                instances.insert((platform.clone(), state.clone()));
-            }
-        }
-        for platform in platforms.iter() {
-            if !gauges.platforms.contains_key(platform) {
-                for gauge in [&self.pool_size, &self.running_tasks, &self.waiting_tasks] {
-                    gauge.with_label_values(&[platform.as_str()]).set(0);
-                }
-            }
-        }
         for (host, platform) in hosts.iter() {
-            if gauges
-                .hosts
-                .get(host)
-                .is_none_or(|g| &g.platform != platform)
-            {
-                let labels = [host.as_str(), platform.as_str()];
-                self.slots_used.with_label_values(&labels).set(0);
-                self.slots_total.with_label_values(&labels).set(0);
-                self.host_up.with_label_values(&labels).set(0.0);
+            match gauges.hosts.get(host) {
+                Some(g) if &g.platform == platform => {}
+                now => {
+                    let labels = [host.as_str(), platform.as_str()];
+                    let _ = self.slots_used.remove_label_values(&labels);
+                    let _ = self.slots_total.remove_label_values(&labels);
+                    let _ = self.host_up.remove_label_values(&labels);
+                    if now.is_none() {
+                        let _ = self.reaped_users.remove_label_values(&[host.as_str()]);
+                        let _ = self
+                            .host_cleanup_failures
+                            .remove_label_values(&[host.as_str()]);
+                    }
+                }
             }
         }
         platforms.clear();
         hosts.clear();
         for (platform, gauge) in &gauges.platforms {
             let labels = [platform.as_str()];
+            for histogram in [&self.allocation_time, &self.wait_time, &self.task_run_time] {
+                let _ = histogram.with_label_values(&labels);
+            }
+            for counter in [
+                &self.provisioning_successes,
+                &self.provisioning_failures,
+                &self.cleanup_failures,
+                &self.host_allocation_failures,
+            ] {
+                let _ = counter.with_label_values(&labels);
+            }
+            if gauge.cloud {
+                for counter in [
+                    &self.cloud_launches,
+                    &self.cloud_terminations,
+                    &self.cloud_swept,
+                ] {
+                    let _ = counter.with_label_values(&labels);
+                }
+            }
             self.pool_size
                 .with_label_values(&labels)
                 .set(count(gauge.pool_size));
@@ -377,7 +405,15 @@ impl Metrics {
             self.waiting_tasks
                 .with_label_values(&labels)
                 .set(count(gauge.waiting));
-            platforms.insert(platform.clone());
+            platforms.insert(platform.clone(), gauge.cloud);
+        }
+        for (platform, states) in &gauges.instances {
+            for (state, n) in states {
+                self.cloud_instances
+                    .with_label_values(&[platform.as_str(), state.as_str()])
+                    .set(count(*n));
+                instances.insert((platform.clone(), state.clone()));
+            }
         }
         for (host, gauge) in &gauges.hosts {
             let labels = [host.as_str(), gauge.platform.as_str()];
@@ -390,8 +426,71 @@ impl Metrics {
             self.host_up
                 .with_label_values(&labels)
                 .set(if gauge.up { 1.0 } else { 0.0 });
-            hosts.insert((host.clone(), gauge.platform.clone()));
+            let _ = self.reaped_users.with_label_values(&[host.as_str()]);
+            let _ = self
+                .host_cleanup_failures
+                .with_label_values(&[host.as_str()]);
+            hosts.insert(host.clone(), gauge.platform.clone());
         }
+    }
+
+    /// Removes every series labelled with `platform` (but the cloud ones).
+    fn drop_platform(&self, platform: &str) {
+        let labels = [platform];
+        for histogram in [&self.allocation_time, &self.wait_time, &self.task_run_time] {
+            let _ = histogram.remove_label_values(&labels);
+        }
+        for counter in [
+            &self.provisioning_successes,
+            &self.provisioning_failures,
+            &self.cleanup_failures,
+            &self.host_allocation_failures,
+        ] {
+            let _ = counter.remove_label_values(&labels);
+        }
+        for gauge in [&self.pool_size, &self.running_tasks, &self.waiting_tasks] {
+            let _ = gauge.remove_label_values(&labels);
+        }
+    }
+
+    /// Removes the cloud series of `platform`, and forgets its tracked label sets.
+    fn drop_cloud_platform(
+        &self,
+        platform: &str,
+        launch_failures: &mut BTreeSet<(String, String)>,
+        instances: &mut BTreeSet<(String, String)>,
+    ) {
+        for counter in [
+            &self.cloud_launches,
+            &self.cloud_terminations,
+            &self.cloud_swept,
+        ] {
+            let _ = counter.remove_label_values(&[platform]);
+        }
+        launch_failures.retain(|(p, code)| {
+            let keep = p != platform;
+            if !keep {
+                let _ = self
+                    .cloud_launch_failures
+                    .remove_label_values(&[p.as_str(), code.as_str()]);
+            }
+            keep
+        });
+        instances.retain(|(p, state)| {
+            let keep = p != platform;
+            if !keep {
+                let _ = self
+                    .cloud_instances
+                    .remove_label_values(&[p.as_str(), state.as_str()]);
+            }
+            keep
+        });
+    }
+
+    fn lock_series(&self) -> std::sync::MutexGuard<'_, Series> {
+        self.series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The Prometheus text exposition of every metric.
@@ -460,48 +559,154 @@ mod tests {
         );
     }
 
-    #[test]
-    fn gauges_follow_snapshots_and_drop_to_zero() {
-        let m = Metrics::new().unwrap();
+    fn snapshot(platforms: &[(&str, bool)], hosts: &[(&str, &str)]) -> Gauges {
         let mut g = Gauges::default();
-        g.platforms.insert(
-            "linux/arm64".into(),
-            PlatformGauge {
-                running: 3,
-                waiting: 7,
-                pool_size: 4,
-            },
+        for (platform, cloud) in platforms {
+            g.platforms.insert(
+                (*platform).into(),
+                PlatformGauge {
+                    running: 3,
+                    waiting: 7,
+                    pool_size: 4,
+                    cloud: *cloud,
+                },
+            );
+        }
+        for (host, platform) in hosts {
+            g.hosts.insert(
+                (*host).into(),
+                HostGauge {
+                    platform: (*platform).into(),
+                    used: 3,
+                    total: 4,
+                    up: true,
+                },
+            );
+        }
+        g
+    }
+
+    /// Every series line (`name{labels} value`) that names `label`.
+    fn series_of<'a>(text: &'a str, label: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(label))
+            .collect()
+    }
+
+    #[test]
+    fn gauges_follow_snapshots() {
+        let m = Metrics::new().unwrap();
+        m.set_gauges(&snapshot(
+            &[("linux/arm64", false)],
+            &[("a1", "linux/arm64")],
+        ));
+        let text = m.encode();
+        for line in [
+            "multi_platform_controller_waiting_tasks{platform=\"linux/arm64\"} 7",
+            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/arm64\"} 3",
+            "multi_platform_controller_host_up{host=\"a1\",platform=\"linux/arm64\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_series_of_a_configured_platform_and_host_exists_at_zero() {
+        let m = Metrics::new().unwrap();
+        m.set_gauges(&snapshot(
+            &[("linux/arm64", false), ("linux/amd64", true)],
+            &[("a1", "linux/arm64")],
+        ));
+        let text = m.encode();
+        for name in [
+            "provisioning_successes",
+            "provisioning_failures",
+            "cleanup_failures",
+            "host_allocation_failures",
+        ] {
+            for p in ["linux/arm64", "linux/amd64"] {
+                let line = format!("multi_platform_controller_{name}{{platform=\"{p}\"}} 0");
+                assert!(text.contains(&line), "missing {line} in:\n{text}");
+            }
+        }
+        for name in ["host_allocation_time", "wait_time", "task_run_time"] {
+            let line =
+                format!("multi_platform_controller_{name}_count{{platform=\"linux/arm64\"}} 0");
+            assert!(text.contains(&line), "missing {line} in:\n{text}");
+        }
+        for name in ["reaped_users", "host_cleanup_failures"] {
+            let line = format!("multi_platform_controller_{name}{{host=\"a1\"}} 0");
+            assert!(text.contains(&line), "missing {line} in:\n{text}");
+        }
+        for name in [
+            "cloud_launches",
+            "cloud_terminations",
+            "cloud_swept_instances",
+        ] {
+            let line = format!("multi_platform_controller_{name}{{platform=\"linux/amd64\"}} 0");
+            assert!(text.contains(&line), "missing {line} in:\n{text}");
+            let static_one =
+                format!("multi_platform_controller_{name}{{platform=\"linux/arm64\"}}");
+            assert!(
+                !text.contains(&static_one),
+                "a static platform has no {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn series_of_platforms_and_hosts_that_leave_are_dropped() {
+        let m = Metrics::new().unwrap();
+        m.set_gauges(&snapshot(
+            &[("linux/arm64", false), ("linux/amd64", true)],
+            &[("a1", "linux/arm64"), ("a2", "linux/arm64")],
+        ));
+        m.record(&Metric::CleanupFailure { platform: arm() });
+        m.record(&Metric::LaunchFailure {
+            platform: Platform::parse("linux/amd64").unwrap(),
+            code: "InsufficientInstanceCapacity".into(),
+        });
+        m.host_cleanup_failed("a2");
+        let mut instances = BTreeMap::new();
+        instances.insert("running".to_string(), 2);
+        let mut g = snapshot(
+            &[("linux/arm64", false), ("linux/amd64", true)],
+            &[("a1", "linux/arm64"), ("a2", "linux/arm64")],
         );
-        g.hosts.insert(
-            "a1".into(),
-            HostGauge {
-                platform: "linux/arm64".into(),
-                used: 3,
-                total: 4,
-                up: true,
-            },
-        );
+        g.instances.insert("linux/amd64".into(), instances);
         m.set_gauges(&g);
-        let text = m.encode();
         assert!(
-            text.contains("multi_platform_controller_waiting_tasks{platform=\"linux/arm64\"} 7")
+            m.encode()
+                .contains("multi_platform_controller_cloud_instances{platform=\"linux/amd64\",state=\"running\"} 2")
         );
-        assert!(text.contains(
-            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/arm64\"} 3"
+        // The instance listing no longer shows running instances: zero, not gone.
+        m.set_gauges(&snapshot(
+            &[("linux/arm64", false), ("linux/amd64", true)],
+            &[("a1", "linux/arm64"), ("a2", "linux/arm64")],
         ));
         assert!(
-            text.contains(
-                "multi_platform_controller_host_up{host=\"a1\",platform=\"linux/arm64\"} 1"
-            )
+            m.encode()
+                .contains("multi_platform_controller_cloud_instances{platform=\"linux/amd64\",state=\"running\"} 0")
         );
-        m.set_gauges(&Gauges::default());
+        // amd64 and a2 leave; a1 moves to ppc64le.
+        m.set_gauges(&snapshot(
+            &[("linux/arm64", false), ("linux/ppc64le", false)],
+            &[("a1", "linux/ppc64le")],
+        ));
         let text = m.encode();
-        assert!(
-            text.contains("multi_platform_controller_waiting_tasks{platform=\"linux/arm64\"} 0")
+        assert_eq!(series_of(&text, "linux/amd64"), Vec::<&str>::new());
+        assert_eq!(series_of(&text, "host=\"a2\""), Vec::<&str>::new());
+        assert_eq!(
+            series_of(&text, "host=\"a1\",platform=\"linux/arm64\""),
+            Vec::<&str>::new()
         );
         assert!(text.contains(
-            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/arm64\"} 0"
+            "multi_platform_controller_slots_used{host=\"a1\",platform=\"linux/ppc64le\"} 3"
         ));
+        assert!(
+            text.contains("multi_platform_controller_cleanup_failures{platform=\"linux/arm64\"} 1"),
+            "a platform that stays keeps its counts"
+        );
     }
 
     #[test]

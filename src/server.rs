@@ -1,4 +1,5 @@
-//! The operations HTTP endpoints: `/metrics`, `/healthz` and `/readyz`.
+//! The operations HTTP endpoints: `/metrics` (plain, or secured by
+//! [`crate::secure_metrics`]), `/healthz` and `/readyz`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::secure_metrics::reviews::KubeReviewer;
+use crate::secure_metrics::tls::ServingCerts;
+use crate::secure_metrics::{self, TlsListener};
 
 /// How long the controller loop may stay silent before `/healthz` says it is stuck.
 const STALL_LIMIT: Duration = Duration::from_secs(120);
@@ -71,10 +75,25 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves `/metrics` on `metrics_listener` and `/healthz`, `/readyz` on
-/// `health_listener` until `shutdown` resolves.
+/// Where and how `/metrics` is served.
+pub enum MetricsEndpoint {
+    /// Plain HTTP, no authentication (`--metrics-secure=false`).
+    Plain(TcpListener),
+    /// HTTPS; readers need a token allowed `get` on `/metrics`.
+    Secure {
+        /// The bound port.
+        listener: TcpListener,
+        /// The serving certificate.
+        certs: Arc<ServingCerts>,
+        /// Token and access reviews.
+        reviewer: Arc<KubeReviewer>,
+    },
+}
+
+/// Serves `/metrics` on `endpoint` and `/healthz`, `/readyz` on `health_listener`
+/// until `shutdown` resolves.
 pub async fn serve(
-    metrics_listener: TcpListener,
+    endpoint: MetricsEndpoint,
     health_listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -91,9 +110,26 @@ pub async fn serve(
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let a = axum::serve(metrics_listener, metrics_app)
-        .with_graceful_shutdown(stop(stop_rx.clone()))
-        .into_future();
+    let a: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
+        match endpoint {
+            MetricsEndpoint::Plain(listener) => Box::pin(
+                axum::serve(listener, metrics_app)
+                    .with_graceful_shutdown(stop(stop_rx.clone()))
+                    .into_future(),
+            ),
+            MetricsEndpoint::Secure {
+                listener,
+                certs,
+                reviewer,
+            } => {
+                let tls = TlsListener::new(listener, certs)?;
+                Box::pin(
+                    axum::serve(tls, secure_metrics::guard(metrics_app, reviewer))
+                        .with_graceful_shutdown(stop(stop_rx.clone()))
+                        .into_future(),
+                )
+            }
+        };
     let b = axum::serve(health_listener, health_app)
         .with_graceful_shutdown(stop(stop_rx))
         .into_future();

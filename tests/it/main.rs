@@ -28,6 +28,8 @@ mod controller_smoke;
 mod doctor;
 mod leader_election;
 mod manifests;
+mod metrics_endpoint;
+mod monitoring;
 mod operations;
 mod ssh_connection;
 mod ssh_logging;

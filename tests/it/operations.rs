@@ -52,6 +52,8 @@ impl Controller {
             .args(["--taskrun-namespace", bed.namespace()])
             .arg("--metrics-bind-address")
             .arg(metrics.to_string())
+            // Scraped with a plain GET here; tests/it/metrics_endpoint.rs covers HTTPS.
+            .arg("--metrics-secure=false")
             .arg("--health-probe-bind-address")
             .arg(health.to_string())
             .args(extra)

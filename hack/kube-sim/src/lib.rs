@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod convert;
 pub mod crds;
 pub mod error;

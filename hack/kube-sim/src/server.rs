@@ -153,6 +153,7 @@ impl Server {
         })?;
 
         let client = client_for(&url, "default")?;
+        let identities = crate::auth::Identities::default();
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -165,6 +166,7 @@ impl Server {
                 options.max_mutating_requests_inflight,
             ),
             openapi: Default::default(),
+            identities: identities.clone(),
         });
         let in_flight_handle = shared.in_flight.clone();
         let tasks = vec![
@@ -180,6 +182,7 @@ impl Server {
             kubeconfig,
             _tmp: tmp,
             faults,
+            identities,
             store,
             shutdown: shutdown_tx,
             tasks,
@@ -232,6 +235,7 @@ pub struct RunningServer {
     kubeconfig: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     faults: Faults,
+    identities: crate::auth::Identities,
     store: Arc<Store>,
     in_flight: Arc<InFlight>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -276,6 +280,12 @@ impl RunningServer {
     /// The fault injection handle; changes take effect for the next request.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The tokens TokenReviews accept: add static ones here; TokenRequests
+    /// (`serviceaccounts/<name>/token`) add their own.
+    pub fn identities(&self) -> &crate::auth::Identities {
+        &self.identities
     }
 
     /// Direct access to the object store (inspection in tests and benchmarks).

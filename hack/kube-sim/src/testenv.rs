@@ -9,7 +9,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -187,6 +188,43 @@ impl TestEnv {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A bearer token of the ServiceAccount `name` in the test's namespace (created when
+    /// missing), from a TokenRequest: what a pod of that account would present. Valid
+    /// for an hour, or until the ServiceAccount is deleted.
+    pub async fn service_account_token(&self, name: &str) -> Result<String, TestEnvError> {
+        let accounts: Api<ServiceAccount> = self.api();
+        let kube_err = |what: String| move |source| TestEnvError::Kube { what, source };
+        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}
+        }))
+        .map_err(|e| TestEnvError::Kubeconfig {
+            path: self.kubeconfig.clone(),
+            reason: e.to_string(),
+        })?;
+        match accounts.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(source) => {
+                return Err(kube_err(format!("creating ServiceAccount {name}"))(source));
+            }
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(kube_err(format!(
+                "requesting a token of ServiceAccount {name}"
+            )))?;
+        Ok(answer.status.map(|s| s.token).unwrap_or_default())
     }
 
     /// Makes TaskRuns served the way Tekton serves them: installs the upstream Tekton CRDs

@@ -118,6 +118,8 @@ impl ControllerProcess {
             .arg("run")
             .args(["--namespace", namespace])
             .arg(format!("--metrics-bind-address={metrics}"))
+            // Read with a plain GET; the secured endpoint has its own tests.
+            .arg("--metrics-secure=false")
             .arg(format!("--health-probe-bind-address={health}"))
             .args(args)
             .envs(env.iter().copied())

@@ -147,6 +147,7 @@ fn a_taskrun_gets_a_vm_launched_prepared_and_terminated() {
     )));
     assert_eq!(core.gauges().platforms[ARM].running, 1);
     assert_eq!(core.gauges().platforms[ARM].pool_size, 2);
+    assert!(core.gauges().platforms[ARM].cloud);
 
     let out = core.feed(
         Input::Observed(finished(candidate("b1", ARM, 0))),

@@ -26,6 +26,8 @@ pub struct PlatformGauge {
     pub waiting: usize,
     /// Slots of the platform's active hosts.
     pub pool_size: usize,
+    /// Served by cloud instances (`dynamic-platforms`, `dynamic-pool-platforms`).
+    pub cloud: bool,
 }
 
 /// Gauges of one host.
@@ -42,7 +44,10 @@ pub struct HostGauge {
 }
 
 impl Core {
-    /// Gauges for the metrics.
+    /// Gauges for the metrics: every platform of the configuration (at zero when idle)
+    /// and every platform that still holds slots, every host in the slot ledger (those
+    /// of the configuration, and removed ones until their TaskRuns are gone). The
+    /// metrics keep series for exactly these.
     pub fn gauges(&self) -> Gauges {
         let mut gauges = Gauges::default();
         for usage in self.ledger.hosts() {
@@ -73,6 +78,14 @@ impl Core {
             let entry = gauges.platforms.entry(platform.to_string()).or_default();
             entry.running += usage.holders;
             entry.pool_size += usage.max as usize;
+            entry.cloud = true;
+        }
+        // Every platform of the configuration has its series from the start, at zero.
+        if let Some(config) = &self.config {
+            for platform in config.platforms() {
+                let entry = gauges.platforms.entry(platform.to_string()).or_default();
+                entry.cloud |= config.dynamic_platforms.contains_key(&platform);
+            }
         }
         for run in self.runs.values() {
             if let (Phase::Queued { .. }, Some(p)) = (&run.phase, run.valid_platform()) {

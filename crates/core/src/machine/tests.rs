@@ -242,6 +242,34 @@ fn nothing_is_assigned_to_a_host_before_its_first_probe() {
     assert!(matches!(work(&out)[..], [Command::Wait(_)]), "{out:?}");
 }
 
+#[test]
+fn gauges_name_every_configured_platform_and_host_from_the_start() {
+    let mut core = arm64_pool();
+    let gauges = core.gauges();
+    assert_eq!(
+        gauges.platforms.keys().collect::<Vec<_>>(),
+        ["linux/arm64", "linux/x86_64", "local"],
+        "idle and local platforms too"
+    );
+    assert!(
+        gauges
+            .platforms
+            .values()
+            .all(|p| p.running == 0 && p.waiting == 0 && !p.cloud)
+    );
+    assert_eq!(gauges.hosts.keys().collect::<Vec<_>>(), ["a1", "a2"]);
+    // A platform and a host that leave the configuration leave the gauges.
+    let smaller = config_with(&[("a1", "linux/ppc64le", 1)], &[]);
+    core.feed(Input::Config(present(smaller)), T0);
+    let gauges = core.gauges();
+    assert_eq!(
+        gauges.platforms.keys().collect::<Vec<_>>(),
+        ["linux/ppc64le"]
+    );
+    assert_eq!(gauges.hosts.keys().collect::<Vec<_>>(), ["a1"]);
+    assert_eq!(gauges.hosts["a1"].platform, "linux/ppc64le");
+}
+
 fn arm64_pool() -> Core {
     start(present(config_with(
         &[("a1", "linux/arm64", 1), ("a2", "linux/arm64", 2)],

@@ -48,6 +48,7 @@ pub(crate) struct Shared {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub in_flight: Arc<throttle::InFlight>,
     pub openapi: crate::openapi::Cache,
+    pub identities: crate::auth::Identities,
 }
 
 /// Serves connections until the task is aborted; connection tasks die with it.
@@ -157,6 +158,12 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
             }
         }
         Route::NotFound => error_response(&not_found_route()),
+        Route::Resource(p) if crate::auth::reviews::Endpoint::of(&p).is_some() => {
+            match review(&shared, &method, &p, req.into_body()).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        }
         Route::Resource(p) => {
             let (parts, body) = req.into_parts();
             match resource(&shared, &method, &parts.headers, &query, p, body).await {
@@ -167,6 +174,23 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     };
     tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
     response
+}
+
+/// TokenRequest, TokenReview, SubjectAccessReview: computed answers, nothing stored.
+async fn review(
+    shared: &Shared,
+    method: &Method,
+    p: &ResourcePath,
+    body: Incoming,
+) -> ApiResult<Response<Body>> {
+    use crate::auth::reviews;
+    let endpoint = reviews::Endpoint::of(p).ok_or_else(not_found_route)?;
+    if *method != Method::POST {
+        return Err(reviews::method_not_allowed(method));
+    }
+    let (request, _) = parse_json(&read_body(body).await?)?;
+    let answer = reviews::answer(&shared.store, &shared.identities, endpoint, p, &request)?;
+    Ok(json_response(StatusCode::CREATED, &answer))
 }
 
 async fn read_body(body: Incoming) -> ApiResult<Bytes> {

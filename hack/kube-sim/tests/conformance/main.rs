@@ -7,6 +7,7 @@
 
 mod common;
 
+mod auth;
 mod crd;
 mod crud;
 mod delete_gc;
