@@ -14,7 +14,8 @@ require_cargo test
 install_missing "${BASE_PACKAGES[@]}" \
   /usr/bin/shellcheck=shellcheck \
   /usr/bin/rsync=rsync \
-  /usr/bin/kubectl=kubernetes-client
+  /usr/bin/kubectl=kubernetes-client \
+  "${PODMAN_PACKAGES[@]}"
 install_moto
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -29,6 +29,8 @@ mod doctor;
 mod leader_election;
 mod manifests;
 mod operations;
+mod ssh_build_users;
 mod ssh_connection;
 mod ssh_logging;
 mod ssh_provisioning;
+mod ssh_remote_task;

@@ -28,6 +28,25 @@ done
 for d in /var/log /var/mail; do
   if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
 done
+# Rootless podman for the build users, as on a Debian host: udev makes /dev/fuse and
+# /dev/net/tun usable by everyone (this machine may have no udev), and crun refuses a
+# cgroup v2 hierarchy with controllers next to v1 ones ("hybrid"), which a real host
+# does not mix that way. All of it stays inside this namespace.
+mount -t tmpfs -o mode=0755 tmpfs "$1/devices"
+for node in fuse:10:229 tun:10:200; do
+  name=${node%%:*}; numbers=${node#*:}
+  if [ -e "/dev/$name" ] || [ -e "/dev/net/$name" ]; then
+    mknod -m 0666 "$1/devices/$name" c "${numbers%:*}" "${numbers#*:}"
+  fi
+done
+[ ! -e /dev/fuse ] || mount --bind "$1/devices/fuse" /dev/fuse
+[ ! -e /dev/net/tun ] || mount --bind "$1/devices/tun" /dev/net/tun
+if [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+  umount /sys/fs/cgroup/unified || true
+fi
+# Podman wants its mounts to propagate within the host; nothing reaches the machine,
+# whose propagation was cut above.
+mount --make-rshared /
 hostname "$2"
 echo ready
 exec bash -c 'while :; do sleep 3600 & wait; done' </dev/null >/dev/null 2>&1

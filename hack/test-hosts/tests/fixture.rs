@@ -207,3 +207,78 @@ fn only_loopback_addresses_other_than_127_0_0_1_are_accepted() {
     };
     assert!(TestHost::start_with(&options).is_err());
 }
+
+#[test]
+fn a_realistic_host_has_pam_many_accounts_and_devices_for_rootless_podman() {
+    let machine_before = machine_modes();
+    let host = TestHost::start_with(&HostOptions::realistic()).unwrap();
+    let passwd = host
+        .run(&["getent", "passwd"])
+        .unwrap()
+        .ok("passwd")
+        .unwrap();
+    assert!(
+        passwd.lines().count() >= 2000,
+        "{} lines",
+        passwd.lines().count()
+    );
+    assert!(
+        host.run(&["getent", "group", "filler-1999"])
+            .unwrap()
+            .success()
+    );
+    // pam_limits applies limits.d at login: the proof that sshd runs with PAM.
+    let user = "u-00000000000000000000000000aa";
+    host.shell(&format!(
+        "useradd -m -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
+         && chown -R {user}: /home/{user}/.ssh"
+    ))
+    .unwrap()
+    .ok("user with a limit")
+    .unwrap();
+    let out = host
+        .ssh(user, &host.root().private_key, "ulimit -Hu")
+        .unwrap();
+    assert_eq!(out.stdout.trim(), "77", "{}", out.stderr);
+    // Devices usable by everyone inside the host, the machine's left as they were.
+    let modes = host
+        .shell("stat -c %a /dev/fuse /dev/net/tun")
+        .unwrap()
+        .ok("stat")
+        .unwrap();
+    assert_eq!(modes, "666\n666\n");
+    assert_eq!(
+        machine_modes(),
+        machine_before,
+        "the machine's devices changed"
+    );
+}
+
+/// The machine's own modes of the devices a host makes usable.
+fn machine_modes() -> Vec<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    ["/dev/fuse", "/dev/net/tun"]
+        .iter()
+        .map(|d| std::fs::metadata(d).unwrap().permissions().mode() & 0o777)
+        .collect()
+}
+
+#[test]
+fn a_default_host_runs_sshd_without_pam() {
+    let host = TestHost::start().unwrap();
+    let user = "u-00000000000000000000000000ab";
+    host.shell(&format!(
+        "useradd -m -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
+         && chown -R {user}: /home/{user}/.ssh"
+    ))
+    .unwrap()
+    .ok("user with a limit")
+    .unwrap();
+    let out = host
+        .ssh(user, &host.root().private_key, "ulimit -Hu")
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    assert_ne!(out.stdout.trim(), "77", "no PAM, so no limits.d");
+}
