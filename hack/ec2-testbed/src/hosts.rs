@@ -384,6 +384,7 @@ async fn start_new(
                 user: options.user.clone(),
                 authorized_key: keys.get(&key_name).cloned().unwrap_or_default(),
             }),
+            ..HostOptions::default()
         };
         starts.push((
             instance,

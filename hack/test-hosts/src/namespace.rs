@@ -19,19 +19,11 @@ const INIT_SCRIPT: &str = r#"set -eu
 mount --make-rprivate /
 mount --bind "$1/etc" /etc
 mount --bind "$1/home" /home
-mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -m 0755 /run/sshd
-mount -t tmpfs -o mode=0700 tmpfs /root
-for d in /tmp /var/tmp /dev/shm; do
-  mount -t tmpfs -o mode=1777 tmpfs "$d"
-done
-for d in /var/log /var/mail; do
-  if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
-done
 # Rootless podman for the build users, as on a Debian host: udev makes /dev/fuse and
 # /dev/net/tun usable by everyone (this machine may have no udev), and crun refuses a
 # cgroup v2 hierarchy with controllers next to v1 ones ("hybrid"), which a real host
-# does not mix that way. All of it stays inside this namespace.
+# does not mix that way. All of it stays inside this namespace, and happens before
+# /tmp (where the host directory is) is covered.
 mount -t tmpfs -o mode=0755 tmpfs "$1/devices"
 for node in fuse:10:229 tun:10:200; do
   name=${node%%:*}; numbers=${node#*:}
@@ -44,6 +36,15 @@ done
 if [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
   umount /sys/fs/cgroup/unified || true
 fi
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -m 0755 /run/sshd
+mount -t tmpfs -o mode=0700 tmpfs /root
+for d in /tmp /var/tmp /dev/shm; do
+  mount -t tmpfs -o mode=1777 tmpfs "$d"
+done
+for d in /var/log /var/mail; do
+  if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
+done
 # Podman wants its mounts to propagate within the host; nothing reaches the machine,
 # whose propagation was cut above.
 mount --make-rshared /

@@ -150,6 +150,7 @@ fn a_host_starts_on_a_given_address_with_a_cloud_style_admin() {
             user: "ec2-user".into(),
             authorized_key: public.trim().into(),
         }),
+        ..HostOptions::default()
     };
     let host = TestHost::start_with(&options).unwrap();
     assert_eq!(host.address(), address);
@@ -193,7 +194,7 @@ fn only_loopback_addresses_other_than_127_0_0_1_are_accepted() {
     ] {
         let options = HostOptions {
             address: Some(address),
-            extra_admin: None,
+            ..HostOptions::default()
         };
         let err = TestHost::start_with(&options).unwrap_err();
         assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
@@ -204,6 +205,7 @@ fn only_loopback_addresses_other_than_127_0_0_1_are_accepted() {
             user: "../root".into(),
             authorized_key: "ssh-ed25519 AAAA".into(),
         }),
+        ..HostOptions::default()
     };
     assert!(TestHost::start_with(&options).is_err());
 }
