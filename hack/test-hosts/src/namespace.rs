@@ -33,7 +33,8 @@ for node in fuse:10:229 tun:10:200; do
 done
 [ ! -e /dev/fuse ] || mount --bind "$1/devices/fuse" /dev/fuse
 [ ! -e /dev/net/tun ] || mount --bind "$1/devices/tun" /dev/net/tun
-if [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+# (cgroupfs files have size 0, so `test -s` cannot tell whether it lists any.)
+if grep -q . /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
   umount /sys/fs/cgroup/unified || true
 fi
 mount -t tmpfs -o mode=0755 tmpfs /run

@@ -284,3 +284,24 @@ fn a_default_host_runs_sshd_without_pam() {
     assert!(out.success(), "{}", out.stderr);
     assert_ne!(out.stdout.trim(), "77", "no PAM, so no limits.d");
 }
+
+#[test]
+fn a_host_has_no_cgroup_v2_controllers_beside_v1_ones() {
+    let host = TestHost::start().unwrap();
+    // What crun checks before it runs a container: on a v1 (tmpfs) /sys/fs/cgroup, a
+    // cgroup2 hierarchy at `unified` must have no controllers ("hybrid mode").
+    let out = host
+        .shell(
+            "if [ \"$(stat -fc %T /sys/fs/cgroup)\" = tmpfs ] \
+               && [ \"$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)\" = cgroup2fs ]; then \
+               cat /sys/fs/cgroup/unified/cgroup.controllers; fi",
+        )
+        .unwrap()
+        .ok("cgroup check")
+        .unwrap();
+    assert_eq!(
+        out.trim(),
+        "",
+        "controllers in a hybrid cgroup v2 hierarchy"
+    );
+}
