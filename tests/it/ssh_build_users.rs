@@ -266,6 +266,19 @@ async fn ssh_two_build_users_get_disjoint_ranges_and_their_own_process_limit() {
         ..HostOptions::default()
     })
     .unwrap();
+    // The kernel counts a uid's processes for `nproc` across all test hosts (they share
+    // it; only /etc is private), and every host hands out the same uids from the
+    // machine's /etc. This host's users get uids no other live host uses (its loopback
+    // address is unique), so the count below is the bomb's alone.
+    let block = 1_000_000_000 + (u32::from(host.address()) & 0x00ff_ffff) * 16;
+    on_host(
+        &host,
+        &format!(
+            "sed -i '/^UID_M\\(IN\\|AX\\)[[:space:]]/d' /etc/login.defs && \
+             printf 'UID_MIN %s\\nUID_MAX %s\\n' {block} {} >> /etc/login.defs",
+            block + 15
+        ),
+    );
     let target = root_target(&host);
     let pool = pool();
     let limits = UserLimits {
@@ -290,23 +303,36 @@ async fn ssh_two_build_users_get_disjoint_ranges_and_their_own_process_limit() {
         assert!(disjoint(ra[0], rb[0]), "{file}: {ra:?} and {rb:?} overlap");
     }
 
-    // A bounded fork bomb: dash gives up at the first fork the limit refuses.
+    let uid_a = on_host(&host, &format!("id -u {a}")).trim().to_owned();
+    assert!(
+        (block..block + 16).contains(&uid_a.parse::<u32>().unwrap()),
+        "{a} has uid {uid_a}, outside this host's block {block}"
+    );
+
+    // A bounded fork bomb: dash gives up at the first fork the limit refuses. The
+    // sleeps leave the session's output, or the client would wait for them to end.
     let bomb = host
         .ssh(
             a.as_str(),
             ka.private_key_openssh(),
             // bash would retry a refused fork for seconds; dash stops at once.
-            "ulimit -u; exec /bin/sh -c 'i=0; while [ $i -lt 300 ]; do sleep 120 & i=$((i + 1)); done; echo all started'",
+            "ulimit -u; exec /bin/sh -c 'i=0; while [ $i -lt 300 ]; do sleep 120 >/dev/null 2>&1 & i=$((i + 1)); done; echo all started'",
         )
         .unwrap();
     assert!(bomb.stdout.starts_with("40\n"), "{bomb:?}");
     assert!(!bomb.stdout.contains("all started"), "{bomb:?}");
-    let uid_a = on_host(&host, &format!("id -u {a}")).trim().to_owned();
-    let running: usize = on_host(&host, &format!("pgrep -c -U {uid_a} -x sleep || true"))
+    assert!(bomb.stderr.contains("Cannot fork"), "{bomb:?}");
+    // When the fork was refused the uid had its 40 processes: the sleeps, and the
+    // session's sshd and shell, which may be gone by now.
+    let running: usize = on_host(&host, &format!("pgrep -c -U {uid_a} || true"))
         .trim()
         .parse()
         .unwrap();
-    assert!((20..=40).contains(&running), "{running} sleeps of the bomb");
+    assert!(
+        (37..=40).contains(&running),
+        "{running} processes of the bomb: {}",
+        on_host(&host, &format!("ps -o pid=,args= -U {uid_a} || true"))
+    );
 
     // The other user is not affected.
     let other = host
