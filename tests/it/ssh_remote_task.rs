@@ -26,7 +26,9 @@ fn step_script() -> String {
 
 /// Runs `script` with bash the way a step container would: in a private mount
 /// namespace, chrooted into an overlay of this machine's root (so the step sees its
-/// volumes at their absolute paths, and nothing reaches the machine), as root.
+/// volumes at their absolute paths, and nothing reaches the machine), as root with
+/// root's own home: Tekton 0.50 (the Task's minimum) leaves the image's `HOME` as it
+/// is, and OpenSSH looks for `~/.ssh/id_rsa` in the passwd home whatever `HOME` says.
 fn run_step(sandbox: &Path, script: &str, env: &[(&str, &str)]) -> std::process::Output {
     std::fs::write(sandbox.join("step.sh"), script).unwrap();
     let exports: String = env
@@ -43,16 +45,17 @@ mount -t overlay overlay -o "lowerdir=/,upperdir=$s/layer/upper,workdir=$s/layer
 r=$s/layer/root
 for d in proc sys dev; do mount --rbind "/$d" "$r/$d"; done
 mount -t tmpfs tmpfs "$r/tmp"
-for v in ssh shared tekton/results workspace/source tekton/home; do
+mount -t tmpfs -o mode=0700 tmpfs "$r/root"
+for v in ssh shared tekton/results workspace/source; do
   mkdir -p "$r/$v" "$s/$v"
   mount --bind "$s/$v" "$r/$v"
 done
-mkdir -p "$r/stub" "$r/tekton/home/.docker"
+mkdir -p "$r/stub" "$r/root/.docker"
 printf '#!/bin/sh\necho "buildah $*"\n' > "$r/stub/buildah"
 chmod 755 "$r/stub/buildah"
 cp "$s/step.sh" "$r/step.sh"
 cd "$r/workspace/source"
-exec chroot "$r" /usr/bin/env -i PATH=/stub:/usr/local/bin:/usr/bin:/bin HOME=/tekton/home{exports} \
+exec chroot "$r" /usr/bin/env -i PATH=/stub:/usr/local/bin:/usr/bin:/bin HOME=/root{exports} \
   /bin/sh -c 'cd /workspace/source && exec /bin/bash /step.sh'
 "#,
         sandbox = sandbox.display()
