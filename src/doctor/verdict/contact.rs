@@ -45,7 +45,7 @@ pub(super) fn admin_key_findings(
 
 /// What the host lacks for the build users' rootless podman and how to install it, or
 /// `None` when nothing is missing.
-pub(super) fn podman_message(facts: &ProbeFacts) -> Option<String> {
+pub(in crate::doctor) fn podman_message(facts: &ProbeFacts) -> Option<String> {
     if facts.rootless_podman_ready() {
         return None;
     }

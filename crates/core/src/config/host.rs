@@ -278,7 +278,7 @@ pub(crate) fn parse_host(
                 limits = limits.map(|l| UserLimits {
                     max_processes: v,
                     ..l
-                })
+                });
             }
             Err(why) => {
                 error(field::MAX_PROCESSES, why);
