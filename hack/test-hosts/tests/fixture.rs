@@ -232,7 +232,7 @@ fn a_realistic_host_has_pam_many_accounts_and_devices_for_rootless_podman() {
     // pam_limits applies limits.d at login: the proof that sshd runs with PAM.
     let user = "u-00000000000000000000000000aa";
     host.shell(&format!(
-        "useradd -m -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
          && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
          && chown -R {user}: /home/{user}/.ssh"
     ))
@@ -271,7 +271,7 @@ fn a_default_host_runs_sshd_without_pam() {
     let host = TestHost::start().unwrap();
     let user = "u-00000000000000000000000000ab";
     host.shell(&format!(
-        "useradd -m -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
          && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
          && chown -R {user}: /home/{user}/.ssh"
     ))
