@@ -62,17 +62,18 @@ async fn invalid_unknown_and_unsupported_platforms_get_actionable_error_secrets(
             "dynamic",
             "linux/amd64",
             &[
-                "platform linux/amd64",
-                "does not support the dynamic strategy",
-                "a cluster admin must serve linux/amd64 with static hosts",
-                "dynamic-platforms",
+                "platform linux/amd64 is a dynamic platform whose settings in host-config are \
+                 invalid",
+                "a cluster admin must fix host-config",
+                "dynamic.linux-amd64.ami: missing",
             ],
         ),
         (
             "dynamic-pool",
             "linux/s390x",
             &[
-                "does not support the dynamic-pool strategy",
+                "dynamic pools of shared VMs (dynamic-pool-platforms) are not supported",
+                "a cluster admin must serve linux/s390x with static hosts",
                 "dynamic-pool-platforms",
             ],
         ),
