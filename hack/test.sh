@@ -15,7 +15,8 @@ install_missing "${BASE_PACKAGES[@]}" \
   /usr/bin/shellcheck=shellcheck \
   /usr/bin/rsync=rsync \
   /usr/bin/kubectl=kubernetes-client \
-  /usr/bin/promtool=prometheus
+  /usr/bin/promtool=prometheus \
+  "${PODMAN_PACKAGES[@]}"
 install_moto
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -30,6 +30,18 @@ BASE_PACKAGES=(
   /usr/bin/setpriv=util-linux
 )
 
+# What the build users of the test hosts need for rootless podman, and the tiny
+# image the podman tests import (Debian's static busybox; no registry is reachable).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+PODMAN_PACKAGES=(
+  /usr/bin/podman=podman
+  /usr/bin/newuidmap=uidmap
+  /usr/bin/newgidmap=uidmap
+  /usr/bin/fuse-overlayfs=fuse-overlayfs
+  /usr/bin/slirp4netns=slirp4netns
+  /bin/busybox=busybox-static
+)
+
 # install_missing FILE=PACKAGE...: installs, with apt-get, the package of every FILE
 # that does not exist (once each); does nothing when all are there.
 install_missing() {

@@ -151,7 +151,7 @@ impl Executor {
             expires,
             &host.sudo_commands,
         ) {
-            Ok(r) => r,
+            Ok(r) => r.with_limits(host.limits),
             Err(e) => {
                 return self
                     .provision_failed(order, HostFailureKind::Command, e.to_string())

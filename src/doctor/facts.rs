@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::remote::{LoginOutcome, Privilege, RemoteError};
 use mpc_core::config::PoolConfig;
+use mpc_core::host_work::report::ProbeFacts;
 use mpc_core::naming::UserName;
 
 /// Everything observed in one doctor run.
@@ -86,6 +87,8 @@ pub enum Contact {
         host_key: String,
         /// How the admin acts as root.
         privilege: Privilege,
+        /// What the probe found for the build users' rootless podman.
+        host: ProbeFacts,
     },
     /// Without a usable admin key: the handshake (host key check) succeeded and a
     /// throwaway key was refused, as it should be.

@@ -171,6 +171,7 @@ pub async fn probe_host(
                 round_trip: probe.round_trip,
                 host_key: fingerprint(&probe.host_key),
                 privilege: probe.privilege,
+                host: probe.facts,
             };
             let user = doctor_user(namespace, rand::random());
             let test = user_test(pool, &target, host, user, deadline, timeout).await;

@@ -141,6 +141,8 @@ pub enum Check {
     HostKey,
     /// Admin login, root privileges, tools.
     Admin,
+    /// What the build users' rootless podman needs of the host.
+    Podman,
     /// The throwaway user's expired and valid keys.
     ExpiryTime,
     /// Removing the throwaway user.
@@ -162,6 +164,7 @@ impl Check {
             Check::Reachable => "reachable",
             Check::HostKey => "host-key",
             Check::Admin => "admin",
+            Check::Podman => "podman",
             Check::ExpiryTime => "expiry-time",
             Check::Cleanup => "cleanup",
             Check::Slots => "slots",

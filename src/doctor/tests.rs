@@ -13,6 +13,7 @@ use super::{OutputFormat, table};
 use crate::remote::error::SshStep;
 use crate::remote::{LoginOutcome, Privilege, RemoteError, UserKeyPair, generate};
 use mpc_core::config::{self, PoolConfig};
+use mpc_core::host_work::report::ProbeFacts;
 use mpc_core::host_work::script::Operation;
 use mpc_core::naming::UserName;
 
@@ -78,6 +79,34 @@ fn loaded() -> AdminKeyFact {
     }
 }
 
+fn podman_ready() -> ProbeFacts {
+    ProbeFacts {
+        missing_for_podman: Vec::new(),
+        user_namespaces: true,
+        systemd: false,
+    }
+}
+
+#[test]
+fn a_host_without_rootless_podman_fails_and_says_what_to_install() {
+    use crate::doctor::verdict::podman_message;
+    assert_eq!(podman_message(&podman_ready()), None);
+    let bare = ProbeFacts {
+        missing_for_podman: vec!["newuidmap".into(), "podman".into()],
+        user_namespaces: false,
+        systemd: true,
+    };
+    let message = podman_message(&bare).unwrap();
+    for expected in [
+        "apt-get install uidmap",
+        "apt-get install podman",
+        "user.max_user_namespaces",
+    ] {
+        assert!(message.contains(expected), "{message}");
+    }
+    assert!(!message.contains("slirp4netns"), "{message}");
+}
+
 fn healthy(fingerprint: &str, privilege: Privilege) -> HostFacts {
     HostFacts {
         admin_key: loaded(),
@@ -86,6 +115,7 @@ fn healthy(fingerprint: &str, privilege: Privilege) -> HostFacts {
             round_trip: Duration::from_millis(12),
             host_key: fingerprint.into(),
             privilege,
+            host: podman_ready(),
         },
         user_test: Some(good_user_test()),
     }
@@ -738,7 +768,8 @@ fn arb_facts() -> impl Strategy<Value = HostFacts> {
         3 => Just(Contact::Probed {
             round_trip: Duration::from_millis(5),
             host_key: "SHA256:h".into(),
-            privilege: Privilege::Root
+            privilege: Privilege::Root,
+            host: podman_ready(),
         }),
         1 => Just(Contact::Handshake { round_trip: Duration::from_millis(5), host_key: "SHA256:h".into() }),
         2 => arb_error().prop_map(|error| Contact::Failed { error, host_key: None }),

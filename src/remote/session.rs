@@ -18,7 +18,7 @@ use crate::remote::connect::{Connection, connect};
 use crate::remote::error::{RemoteError, SshStep};
 use crate::remote::settings::SshSettings;
 use crate::remote::target::HostTarget;
-use mpc_core::host_work::report::{self, BuildUser, RawOutput};
+use mpc_core::host_work::report::{self, BuildUser, ProbeFacts, RawOutput};
 use mpc_core::host_work::request::ProvisionRequest;
 use mpc_core::host_work::script::{self, Operation, Privilege, RemoteCommand};
 use mpc_core::naming::UserName;
@@ -52,6 +52,8 @@ pub struct ProbeReport {
     pub privilege: Privilege,
     /// The verified host key.
     pub host_key: PublicKey,
+    /// What the host offers build users (rootless podman, systemd).
+    pub facts: ProbeFacts,
 }
 
 /// SSH connections to build hosts, one per host, shared by every operation on it.
@@ -167,12 +169,13 @@ impl SshPool {
         let op = Operation::Probe;
         let started = Instant::now();
         let (connection, output) = self.execute(host, op, script::probe).await?;
-        report::probe(&output)
+        let facts = report::probe(&output)
             .map_err(|f| RemoteError::from_script(f, &host.name, &host.admin_user, op, None))?;
         Ok(ProbeReport {
             round_trip: started.elapsed(),
             privilege: connection.privilege,
             host_key: connection.host_key.clone(),
+            facts,
         })
     }
 

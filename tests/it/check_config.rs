@@ -300,3 +300,22 @@ fn usage_errors_are_claps() {
     assert_eq!(run(&["check-config"]).status.code(), Some(2));
     assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
 }
+
+#[test]
+fn build_user_limits_are_shown_and_bad_ones_reported() {
+    let yaml = BASE.replace(
+        "host.arm-1.user: \"root\"",
+        "host.arm-1.user: \"root\"\n  host.arm-1.memory-max: \"32G\"\n  host.arm-1.cpu-quota: \"50%\"\n  host.arm-2.max-processes: \"lots\"\n  max-processes: \"2048\"",
+    );
+    let out = run_on(&yaml, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for expected in [
+        "build-user limits: max-processes 2048, memory-max 90% of the host, cpu-quota 90% of the host",
+        "host arm-1: root@10.0.0.1 port 22, 4 slot(s), active, build-user limits: max-processes 2048, memory-max 32G, cpu-quota 50% of the host",
+        "error       host.arm-2.max-processes: \"lots\" is not a whole number; expected the most processes",
+        "host arm-2: excluded",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}

@@ -31,6 +31,8 @@ mod manifests;
 mod metrics_endpoint;
 mod monitoring;
 mod operations;
+mod ssh_build_users;
 mod ssh_connection;
 mod ssh_logging;
 mod ssh_provisioning;
+mod ssh_remote_task;

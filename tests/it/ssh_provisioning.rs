@@ -96,8 +96,12 @@ async fn cleanup_removes_the_user_its_home_and_its_processes() {
         left_behind.stderr
     );
     let uid = on_host(&host, &format!("id -u {u}")).trim().to_owned();
+    // The session may end before its child has become `sleep` (fork, nohup, exec).
     assert!(
-        holds(&host, &format!("pgrep -U {uid} -x sleep")),
+        wait_until(std::time::Duration::from_secs(20), || holds(
+            &host,
+            &format!("pgrep -U {uid} -x sleep")
+        )),
         "the build left a process running"
     );
 

@@ -424,6 +424,7 @@ async fn start_new(
                 user: options.user.clone(),
                 authorized_key: keys.get(&key_name).cloned().unwrap_or_default(),
             }),
+            ..HostOptions::default()
         };
         shared.state().starting.insert(instance.clone());
         tokio::spawn(start_host(

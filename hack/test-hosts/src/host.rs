@@ -41,6 +41,25 @@ pub struct HostOptions {
     pub address: Option<Ipv4Addr>,
     /// One more admin user, like a cloud image's default user.
     pub extra_admin: Option<ExtraAdmin>,
+    /// sshd with `UsePAM yes` and Debian's PAM stack (limits.d applies to logins),
+    /// instead of no PAM.
+    pub pam: bool,
+    /// This many extra accounts in the host's `/etc/passwd`, `/etc/group`,
+    /// `/etc/shadow` and `/etc/gshadow` (`filler-N`, no login), like a host with a
+    /// directory's worth of local users.
+    pub filler_users: usize,
+}
+
+impl HostOptions {
+    /// A host like the real build hosts the benchmarks must reflect: sshd with PAM and
+    /// an `/etc/passwd` of about 2 000 lines.
+    pub fn realistic() -> Self {
+        HostOptions {
+            pam: true,
+            filler_users: 2000,
+            ..HostOptions::default()
+        }
+    }
 }
 
 /// An admin user the way cloud images have one (EC2's `ec2-user`): passwordless sudo,
@@ -143,10 +162,13 @@ impl TestHost {
         if let Some(extra) = &options.extra_admin {
             add_extra_admin(dir, extra)?;
         }
+        add_filler_users(dir, options.filler_users)?;
+        let devices = dir.join("devices");
+        fs::create_dir(&devices).map_err(Error::io("create", &devices))?;
         let namespace = Namespace::start(dir, &name)?;
         let (address, listener) = match options.address {
-            Some(address) => (address, start_on(dir, &namespace, address)?),
-            None => start_on_free_address(dir, &namespace)?,
+            Some(address) => (address, start_on(dir, &namespace, address, options.pam)?),
+            None => start_on_free_address(dir, &namespace, options.pam)?,
         };
         let known_hosts: String = host_keys
             .iter()
@@ -561,10 +583,51 @@ fn ids_of(dir: &Path, user: &str) -> Result<(u32, u32), Error> {
         .ok_or_else(|| Error::Setup(format!("{user} is missing from the host's passwd")))
 }
 
+/// Appends `count` no-login accounts to the host's account files, with ids from 20000
+/// on (clear of the machine's users and of useradd's range for build users).
+fn add_filler_users(dir: &Path, count: usize) -> Result<(), Error> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut passwd = String::new();
+    let mut group = String::new();
+    let mut shadow = String::new();
+    let mut gshadow = String::new();
+    for n in 0..count {
+        let id = 20_000 + n;
+        passwd.push_str(&format!(
+            "filler-{n}:x:{id}:{id}:filler account:/nonexistent:/usr/sbin/nologin\n"
+        ));
+        group.push_str(&format!("filler-{n}:x:{id}:\n"));
+        shadow.push_str(&format!("filler-{n}:*:19000:0:99999:7:::\n"));
+        gshadow.push_str(&format!("filler-{n}:!::\n"));
+    }
+    for (file, text) in [
+        ("passwd", passwd),
+        ("group", group),
+        ("shadow", shadow),
+        ("gshadow", gshadow),
+    ] {
+        let path = dir.join("etc").join(file);
+        let mut out = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        out.write_all(text.as_bytes())
+            .map_err(Error::io("write", &path))?;
+    }
+    Ok(())
+}
+
 /// Starts sshd on the one given address.
-fn start_on(dir: &Path, namespace: &Namespace, address: Ipv4Addr) -> Result<Child, Error> {
+fn start_on(
+    dir: &Path,
+    namespace: &Namespace,
+    address: Ipv4Addr,
+    pam: bool,
+) -> Result<Child, Error> {
     let config_path = dir.join("etc/ssh/sshd_config");
-    let config = sshd::config(address, &["root", SUDO_ADMIN_USER]);
+    let config = sshd::config(address, &["root", SUDO_ADMIN_USER], pam);
     fs::write(&config_path, config).map_err(Error::io("write", &config_path))?;
     match sshd::start(namespace, &sshd::log_path(dir)) {
         Ok(child) => Ok(child),
@@ -573,14 +636,18 @@ fn start_on(dir: &Path, namespace: &Namespace, address: Ipv4Addr) -> Result<Chil
     }
 }
 
-fn start_on_free_address(dir: &Path, namespace: &Namespace) -> Result<(Ipv4Addr, Child), Error> {
+fn start_on_free_address(
+    dir: &Path,
+    namespace: &Namespace,
+    pam: bool,
+) -> Result<(Ipv4Addr, Child), Error> {
     let config_path = dir.join("etc/ssh/sshd_config");
     for _ in 0..ADDRESS_TRIES {
         let address = address::random_loopback();
         if !address::looks_free(address, 22) {
             continue;
         }
-        let config = sshd::config(address, &["root", SUDO_ADMIN_USER]);
+        let config = sshd::config(address, &["root", SUDO_ADMIN_USER], pam);
         fs::write(&config_path, config).map_err(Error::io("write", &config_path))?;
         match sshd::start(namespace, &sshd::log_path(dir)) {
             Ok(child) => return Ok((address, child)),

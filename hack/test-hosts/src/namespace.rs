@@ -19,6 +19,24 @@ const INIT_SCRIPT: &str = r#"set -eu
 mount --make-rprivate /
 mount --bind "$1/etc" /etc
 mount --bind "$1/home" /home
+# Rootless podman for the build users, as on a Debian host: udev makes /dev/fuse and
+# /dev/net/tun usable by everyone (this machine may have no udev), and crun refuses a
+# cgroup v2 hierarchy with controllers next to v1 ones ("hybrid"), which a real host
+# does not mix that way. All of it stays inside this namespace, and happens before
+# /tmp (where the host directory is) is covered.
+mount -t tmpfs -o mode=0755 tmpfs "$1/devices"
+for node in fuse:10:229 tun:10:200; do
+  name=${node%%:*}; numbers=${node#*:}
+  if [ -e "/dev/$name" ] || [ -e "/dev/net/$name" ]; then
+    mknod -m 0666 "$1/devices/$name" c "${numbers%:*}" "${numbers#*:}"
+  fi
+done
+[ ! -e /dev/fuse ] || mount --bind "$1/devices/fuse" /dev/fuse
+[ ! -e /dev/net/tun ] || mount --bind "$1/devices/tun" /dev/net/tun
+# (cgroupfs files have size 0, so `test -s` cannot tell whether it lists any.)
+if grep -q . /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+  umount /sys/fs/cgroup/unified || true
+fi
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -m 0755 /run/sshd
 mount -t tmpfs -o mode=0700 tmpfs /root
@@ -28,6 +46,9 @@ done
 for d in /var/log /var/mail; do
   if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
 done
+# Podman wants its mounts to propagate within the host; nothing reaches the machine,
+# whose propagation was cut above.
+mount --make-rshared /
 hostname "$2"
 echo ready
 exec bash -c 'while :; do sleep 3600 & wait; done' </dev/null >/dev/null 2>&1

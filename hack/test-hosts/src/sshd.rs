@@ -19,9 +19,12 @@ const SSHD_DEADLINE: Duration = Duration::from_secs(20);
 
 /// sshd_config for a host listening on `address:22`. The admin users' keys come from
 /// the private `/etc`; build users use the stock `~/.ssh/authorized_keys`, as on a real
-/// build host. No PAM: like many minimal hosts, and the strictest case for locked
-/// accounts (sshd then refuses users whose password field starts with `!`).
-pub(crate) fn config(address: Ipv4Addr, admins: &[&str]) -> String {
+/// build host. Without `pam`: no PAM, like many minimal hosts, and the strictest case
+/// for locked accounts (sshd then refuses users whose password field starts with `!`).
+/// With it: Debian's PAM stack (`pam_limits`, `pam_loginuid`, `pam_env`, …), as most
+/// distributions ship sshd.
+pub(crate) fn config(address: Ipv4Addr, admins: &[&str], pam: bool) -> String {
+    let use_pam = if pam { "yes" } else { "no" };
     format!(
         "# Written by the test-hosts fixture.
 ListenAddress {address}:22
@@ -32,7 +35,7 @@ PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-UsePAM no
+UsePAM {use_pam}
 StrictModes yes
 MaxSessions 10
 MaxStartups 200

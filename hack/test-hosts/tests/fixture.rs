@@ -150,6 +150,7 @@ fn a_host_starts_on_a_given_address_with_a_cloud_style_admin() {
             user: "ec2-user".into(),
             authorized_key: public.trim().into(),
         }),
+        ..HostOptions::default()
     };
     let host = TestHost::start_with(&options).unwrap();
     assert_eq!(host.address(), address);
@@ -193,7 +194,7 @@ fn only_loopback_addresses_other_than_127_0_0_1_are_accepted() {
     ] {
         let options = HostOptions {
             address: Some(address),
-            extra_admin: None,
+            ..HostOptions::default()
         };
         let err = TestHost::start_with(&options).unwrap_err();
         assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
@@ -204,6 +205,103 @@ fn only_loopback_addresses_other_than_127_0_0_1_are_accepted() {
             user: "../root".into(),
             authorized_key: "ssh-ed25519 AAAA".into(),
         }),
+        ..HostOptions::default()
     };
     assert!(TestHost::start_with(&options).is_err());
+}
+
+#[test]
+fn a_realistic_host_has_pam_many_accounts_and_devices_for_rootless_podman() {
+    let machine_before = machine_modes();
+    let host = TestHost::start_with(&HostOptions::realistic()).unwrap();
+    let passwd = host
+        .run(&["getent", "passwd"])
+        .unwrap()
+        .ok("passwd")
+        .unwrap();
+    assert!(
+        passwd.lines().count() >= 2000,
+        "{} lines",
+        passwd.lines().count()
+    );
+    assert!(
+        host.run(&["getent", "group", "filler-1999"])
+            .unwrap()
+            .success()
+    );
+    // pam_limits applies limits.d at login: the proof that sshd runs with PAM.
+    let user = "u-00000000000000000000000000aa";
+    host.shell(&format!(
+        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
+         && chown -R {user}: /home/{user}/.ssh"
+    ))
+    .unwrap()
+    .ok("user with a limit")
+    .unwrap();
+    let out = host
+        .ssh(user, &host.root().private_key, "ulimit -Hu")
+        .unwrap();
+    assert_eq!(out.stdout.trim(), "77", "{}", out.stderr);
+    // Devices usable by everyone inside the host, the machine's left as they were.
+    let modes = host
+        .shell("stat -c %a /dev/fuse /dev/net/tun")
+        .unwrap()
+        .ok("stat")
+        .unwrap();
+    assert_eq!(modes, "666\n666\n");
+    assert_eq!(
+        machine_modes(),
+        machine_before,
+        "the machine's devices changed"
+    );
+}
+
+/// The machine's own modes of the devices a host makes usable.
+fn machine_modes() -> Vec<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    ["/dev/fuse", "/dev/net/tun"]
+        .iter()
+        .map(|d| std::fs::metadata(d).unwrap().permissions().mode() & 0o777)
+        .collect()
+}
+
+#[test]
+fn a_default_host_runs_sshd_without_pam() {
+    let host = TestHost::start().unwrap();
+    let user = "u-00000000000000000000000000ab";
+    host.shell(&format!(
+        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
+         && chown -R {user}: /home/{user}/.ssh"
+    ))
+    .unwrap()
+    .ok("user with a limit")
+    .unwrap();
+    let out = host
+        .ssh(user, &host.root().private_key, "ulimit -Hu")
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    assert_ne!(out.stdout.trim(), "77", "no PAM, so no limits.d");
+}
+
+#[test]
+fn a_host_has_no_cgroup_v2_controllers_beside_v1_ones() {
+    let host = TestHost::start().unwrap();
+    // What crun checks before it runs a container: on a v1 (tmpfs) /sys/fs/cgroup, a
+    // cgroup2 hierarchy at `unified` must have no controllers ("hybrid mode").
+    let out = host
+        .shell(
+            "if [ \"$(stat -fc %T /sys/fs/cgroup)\" = tmpfs ] \
+               && [ \"$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)\" = cgroup2fs ]; then \
+               cat /sys/fs/cgroup/unified/cgroup.controllers; fi",
+        )
+        .unwrap()
+        .ok("cgroup check")
+        .unwrap();
+    assert_eq!(
+        out.trim(),
+        "",
+        "controllers in a hybrid cgroup v2 hierarchy"
+    );
 }

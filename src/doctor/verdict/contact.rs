@@ -8,6 +8,7 @@ use crate::doctor::facts::{AdminKeyFact, Contact, HostFacts, Observation};
 use crate::doctor::report::{Cell, Check, Finding, HostRow, Status};
 use crate::remote::{Privilege, RemoteError};
 use mpc_core::config::Host;
+use mpc_core::host_work::report::ProbeFacts;
 use mpc_core::naming::SECRET_LABEL;
 
 pub(super) fn admin_key_findings(
@@ -42,6 +43,45 @@ pub(super) fn admin_key_findings(
     problems.push(Finding::failure(Check::AdminKey, message));
 }
 
+/// What the host lacks for the build users' rootless podman and how to install it, or
+/// `None` when nothing is missing.
+pub(in crate::doctor) fn podman_message(facts: &ProbeFacts) -> Option<String> {
+    if facts.rootless_podman_ready() {
+        return None;
+    }
+    let mut lacks = Vec::new();
+    let missing = |tool: &str| facts.missing_for_podman.iter().any(|t| t == tool);
+    if missing("newuidmap") || missing("newgidmap") {
+        lacks.push(
+            "newuidmap/newgidmap (Debian/Ubuntu: apt-get install uidmap; Fedora/RHEL: dnf \
+             install shadow-utils)"
+                .to_owned(),
+        );
+    }
+    if missing("podman") {
+        lacks.push("podman (apt-get install podman / dnf install podman)".to_owned());
+    }
+    if missing("slirp4netns") {
+        lacks.push(
+            "a rootless network helper (apt-get install slirp4netns / dnf install passt)"
+                .to_owned(),
+        );
+    }
+    if !facts.user_namespaces {
+        lacks.push(
+            "unprivileged user namespaces (sysctl -w user.max_user_namespaces=28633, and \
+             kernel.unprivileged_userns_clone=1 on old Debian kernels; persist it in \
+             /etc/sysctl.d)"
+                .to_owned(),
+        );
+    }
+    Some(format!(
+        "build users cannot run rootless podman, which the remote Tasks build with; the \
+         host lacks {}",
+        lacks.join(", ")
+    ))
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -74,11 +114,15 @@ pub(super) fn contact_cells(
             round_trip,
             host_key,
             privilege,
+            host: probed,
         } => {
             row.reachable = Cell::new(Status::Pass, format!("{} ms", millis(*round_trip)));
             row.round_trip_ms = Some(millis(*round_trip));
             verified(row, host_key);
             row.admin = Cell::new(Status::Pass, privilege_text(*privilege));
+            if let Some(message) = podman_message(probed) {
+                problems.push(Finding::failure(Check::Podman, message));
+            }
         }
         Contact::Handshake {
             round_trip,

@@ -13,6 +13,8 @@ use super::facts::{Observation, RememberedKey};
 use super::report::{Cell, Check, Finding, HostRow, Report, Severity, Verdict};
 use crate::remote::error::SshStep;
 use crate::remote::{RemoteError, fingerprint};
+#[cfg(test)]
+pub(super) use contact::podman_message;
 use contact::{admin_key_findings, contact_cells};
 use host_key::KeyRule;
 use mpc_core::config::{ExcludedHost, Host, HostKeyChecking, HostState, Problem, Subject};

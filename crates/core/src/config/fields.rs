@@ -21,6 +21,12 @@ pub const HOST_KEY_CHECKING: &str = "host-key-checking";
 pub const ALLOCATION_TIMEOUT: &str = "allocation-timeout";
 /// Seconds an issued build key stays valid on the host.
 pub const USER_KEY_LIFETIME: &str = "user-key-lifetime";
+/// Default `nproc` limit of every build user (a host's own key overrides it).
+pub const MAX_PROCESSES: &str = "max-processes";
+/// Default `MemoryMax=` of every build user's slice (a host's own key overrides it).
+pub const MEMORY_MAX: &str = "memory-max";
+/// Default `CPUQuota=` of every build user's slice (a host's own key overrides it).
+pub const CPU_QUOTA: &str = "cpu-quota";
 
 /// Prefix of static host keys: `host.<name>.<field>`.
 pub const HOST_PREFIX: &str = "host.";
@@ -47,9 +53,15 @@ pub mod host {
     pub const STATE: &str = "state";
     /// Commands the build user may run with sudo.
     pub const SUDO_COMMANDS: &str = "sudo-commands";
+    /// Most processes (threads included) of one build user.
+    pub const MAX_PROCESSES: &str = super::MAX_PROCESSES;
+    /// Memory of one build user's slice (systemd hosts).
+    pub const MEMORY_MAX: &str = super::MEMORY_MAX;
+    /// CPU time of one build user's slice (systemd hosts).
+    pub const CPU_QUOTA: &str = super::CPU_QUOTA;
 
     /// Every field a host may have.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 12] = [
         ADDRESS,
         PLATFORM,
         USER,
@@ -59,6 +71,9 @@ pub mod host {
         HOST_KEY,
         STATE,
         SUDO_COMMANDS,
+        MAX_PROCESSES,
+        MEMORY_MAX,
+        CPU_QUOTA,
     ];
 }
 

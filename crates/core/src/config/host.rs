@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::fields::{self, host as field};
 use super::host_key::{HostKey, HostKeyChecking};
+use super::limits::{CpuQuota, MaxProcesses, MemoryMax, UserLimits};
 use super::problem::{Problem, Severity, Subject};
 use super::sudo::SudoCommand;
 use super::values;
@@ -140,6 +141,9 @@ pub struct Host {
     /// cannot be pinned in advance, so it is trusted on first contact whatever
     /// `host-key-checking` says.
     pub cloud: bool,
+    /// What each build user may take from the host (the global defaults unless the
+    /// host sets its own).
+    pub limits: UserLimits,
 }
 
 /// A host left out of the pool because of [`Problem`]s (listed in `PoolConfig::problems`).
@@ -152,10 +156,12 @@ pub struct ExcludedHost {
 }
 
 /// Parses one host from its fields (`field name → value`); problems go to `problems`.
+/// `default_limits` are the global build-user limits, for fields the host does not set.
 pub(crate) fn parse_host(
     raw_name: &str,
     fields: &BTreeMap<&str, &str>,
     checking: HostKeyChecking,
+    default_limits: UserLimits,
     problems: &mut Vec<Problem>,
 ) -> Result<Host, ExcludedHost> {
     let before = problems.len();
@@ -269,6 +275,40 @@ pub(crate) fn parse_host(
             .ok(),
     };
 
+    let mut limits = Some(default_limits);
+    if let Some(raw) = value(field::MAX_PROCESSES) {
+        match MaxProcesses::parse(raw) {
+            Ok(v) => {
+                limits = limits.map(|l| UserLimits {
+                    max_processes: v,
+                    ..l
+                });
+            }
+            Err(why) => {
+                error(field::MAX_PROCESSES, why);
+                limits = None;
+            }
+        }
+    }
+    if let Some(raw) = value(field::MEMORY_MAX) {
+        match MemoryMax::parse(raw) {
+            Ok(v) => limits = limits.map(|l| UserLimits { memory_max: v, ..l }),
+            Err(why) => {
+                error(field::MEMORY_MAX, why);
+                limits = None;
+            }
+        }
+    }
+    if let Some(raw) = value(field::CPU_QUOTA) {
+        match CpuQuota::parse(raw) {
+            Ok(v) => limits = limits.map(|l| UserLimits { cpu_quota: v, ..l }),
+            Err(why) => {
+                error(field::CPU_QUOTA, why);
+                limits = None;
+            }
+        }
+    }
+
     for unknown in fields.keys().filter(|f| !field::ALL.contains(f)) {
         problems.push(Problem::new(
             Severity::Warning,
@@ -295,6 +335,7 @@ pub(crate) fn parse_host(
         state,
         host_key,
         sudo_commands,
+        limits,
     ) {
         (
             Ok(name),
@@ -307,6 +348,7 @@ pub(crate) fn parse_host(
             Some(state),
             Some(host_key),
             Some(sudo_commands),
+            Some(limits),
         ) if !has_errors => Ok(Host {
             name,
             platform,
@@ -320,6 +362,7 @@ pub(crate) fn parse_host(
             host_key,
             sudo_commands,
             cloud: false,
+            limits,
         }),
         _ => Err(ExcludedHost {
             name: raw_name.to_owned(),

@@ -10,6 +10,7 @@ mod dynamic;
 pub mod fields;
 mod host;
 mod host_key;
+mod limits;
 pub mod manifest;
 mod problem;
 pub mod report;
@@ -29,6 +30,9 @@ pub use host::{
     DEFAULT_SSH_PORT, ExcludedHost, Host, HostName, HostState, InvalidHostName, MAX_CONCURRENCY,
 };
 pub use host_key::{HostKey, HostKeyChecking, InvalidHostKey};
+pub use limits::{
+    CpuQuota, DEFAULT_HOST_PERCENT, DEFAULT_MAX_PROCESSES, MaxProcesses, MemoryMax, UserLimits,
+};
 pub use problem::{Problem, Severity, Subject};
 pub use route::{Route, RouteError};
 pub use settings::{DEFAULT_USER_KEY_LIFETIME, Settings};
@@ -124,8 +128,9 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
                 key.as_str(),
                 "unknown key, ignored; expected host.<name>.<field>, dynamic.<platform>.<field> \
                  or one of local-platforms, dynamic-platforms, dynamic-pool-platforms, \
-                 host-key-checking, allocation-timeout, user-key-lifetime, allowed-namespaces, \
-                 instance-tag, additional-instance-tags",
+                 host-key-checking, allocation-timeout, user-key-lifetime, max-processes, \
+                 memory-max, cpu-quota, allowed-namespaces, instance-tag, \
+                 additional-instance-tags",
             ));
         }
     }
@@ -205,7 +210,13 @@ pub fn parse(data: &BTreeMap<String, String>) -> PoolConfig {
     let mut hosts = BTreeMap::new();
     let mut excluded_hosts = Vec::new();
     for (name, fields) in &host_fields {
-        match host::parse_host(name, fields, settings.host_key_checking, &mut problems) {
+        match host::parse_host(
+            name,
+            fields,
+            settings.host_key_checking,
+            settings.user_limits,
+            &mut problems,
+        ) {
             Ok(host) => {
                 let shadowed_by = if local_platforms.contains(&host.platform) {
                     Some(fields::LOCAL_PLATFORMS)

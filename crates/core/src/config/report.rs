@@ -140,6 +140,7 @@ pub fn render(config: &PoolConfig, extra: &[Problem], source: &str) -> String {
         "  user-key-lifetime: {} s",
         s.user_key_lifetime.as_secs()
     );
+    let _ = writeln!(out, "  build-user limits: {}", s.user_limits);
     for p in by_section.remove(&Section::Global).unwrap_or_default() {
         push_problem(&mut out, p);
     }
@@ -234,6 +235,9 @@ fn render_platform(out: &mut String, config: &PoolConfig, platform: &Platform) {
                         .map(std::string::ToString::to_string)
                         .collect();
                     let _ = write!(extras, ", sudo: {}", list.join(", "));
+                }
+                if h.limits != config.settings.user_limits {
+                    let _ = write!(extras, ", build-user limits: {}", h.limits);
                 }
                 let _ = writeln!(
                     out,

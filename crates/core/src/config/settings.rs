@@ -1,11 +1,14 @@
-//! Global keys: `host-key-checking`, `allocation-timeout`, `user-key-lifetime`, and the
-//! Go controller's `allowed-namespaces`, `instance-tag`, `additional-instance-tags`.
+//! Global keys: `host-key-checking`, `allocation-timeout`, `user-key-lifetime`, the
+//! build-user limits every host gets unless it sets its own (`max-processes`,
+//! `memory-max`, `cpu-quota`), and the Go controller's `allowed-namespaces`,
+//! `instance-tag`, `additional-instance-tags`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::fields;
 use super::host_key::HostKeyChecking;
+use super::limits::{CpuQuota, MaxProcesses, MemoryMax, UserLimits};
 use super::problem::{Problem, Severity, Subject};
 use super::values;
 
@@ -32,6 +35,8 @@ pub struct Settings {
     pub instance_tag: Option<String>,
     /// Extra cloud instance tags (used by dynamic strategies only).
     pub additional_instance_tags: BTreeMap<String, String>,
+    /// What each build user may take from a host, unless the host sets its own.
+    pub user_limits: UserLimits,
 }
 
 impl Default for Settings {
@@ -43,18 +48,22 @@ impl Default for Settings {
             allowed_namespaces: Vec::new(),
             instance_tag: None,
             additional_instance_tags: BTreeMap::new(),
+            user_limits: UserLimits::default(),
         }
     }
 }
 
 /// Every global key this module reads.
-pub(crate) const GLOBAL_KEYS: [&str; 6] = [
+pub(crate) const GLOBAL_KEYS: [&str; 9] = [
     fields::HOST_KEY_CHECKING,
     fields::ALLOCATION_TIMEOUT,
     fields::USER_KEY_LIFETIME,
     fields::ALLOWED_NAMESPACES,
     fields::INSTANCE_TAG,
     fields::ADDITIONAL_INSTANCE_TAGS,
+    fields::MAX_PROCESSES,
+    fields::MEMORY_MAX,
+    fields::CPU_QUOTA,
 ];
 
 fn global_error(problems: &mut Vec<Problem>, key: &str, message: String) {
@@ -137,7 +146,47 @@ pub(crate) fn parse_settings(
             }
         }
     }
+    let limits = &mut settings.user_limits;
+    if let Some(v) = parse_limit(data, fields::MAX_PROCESSES, MaxProcesses::parse, problems) {
+        limits.max_processes = v;
+    }
+    if let Some(v) = parse_limit(data, fields::MEMORY_MAX, MemoryMax::parse, problems) {
+        limits.memory_max = v;
+    }
+    if let Some(v) = parse_limit(data, fields::CPU_QUOTA, CpuQuota::parse, problems) {
+        limits.cpu_quota = v;
+    }
     settings
+}
+
+/// A global build-user limit; a bad value is reported and the built-in default stays.
+fn parse_limit<T: std::fmt::Display>(
+    data: &BTreeMap<String, String>,
+    key: &str,
+    parse: fn(&str) -> Result<T, String>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let raw = data.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())?;
+    match parse(raw) {
+        Ok(value) => Some(value),
+        Err(why) => {
+            let default = UserLimits::default();
+            let default = match key {
+                fields::MAX_PROCESSES => default.max_processes.to_string(),
+                fields::MEMORY_MAX => default.memory_max.to_string(),
+                _ => default.cpu_quota.to_string(),
+            };
+            global_error(
+                problems,
+                key,
+                format!(
+                    "{why}; hosts without their own host.<name>.{key} use the built-in \
+                     default, {default}, until this is fixed"
+                ),
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -173,10 +222,21 @@ mod tests {
                 ("allowed-namespaces", "default,^tenant-.*$,"),
                 ("instance-tag", "rhtap-prod"),
                 ("additional-instance-tags", "team=build, env=prod"),
+                ("max-processes", "2048"),
+                ("memory-max", "16G"),
+                ("cpu-quota", "50%"),
             ]),
             &mut problems,
         );
         assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            settings.user_limits,
+            UserLimits {
+                max_processes: MaxProcesses::Limit(2048),
+                memory_max: MemoryMax::Bytes(16 << 30),
+                cpu_quota: CpuQuota::PercentOfHost(50),
+            }
+        );
         assert_eq!(settings.host_key_checking, HostKeyChecking::Strict);
         assert_eq!(settings.allocation_timeout, Some(Duration::from_secs(900)));
         assert_eq!(settings.user_key_lifetime, Duration::from_secs(7200));
@@ -194,9 +254,13 @@ mod tests {
                 ("allocation-timeout", "0"),
                 ("user-key-lifetime", "10"),
                 ("additional-instance-tags", "team=build,oops"),
+                ("max-processes", "10"),
+                ("memory-max", "90"),
+                ("cpu-quota", "350%"),
             ]),
             &mut problems,
         );
+        assert_eq!(settings.user_limits, UserLimits::default());
         assert_eq!(settings.host_key_checking, HostKeyChecking::AcceptNew);
         assert_eq!(settings.allocation_timeout, None);
         assert_eq!(settings.user_key_lifetime, DEFAULT_USER_KEY_LIFETIME);
@@ -213,6 +277,10 @@ mod tests {
         assert!(by_key("allocation-timeout").contains("expected an integer of at least 1"));
         assert!(by_key("user-key-lifetime").contains("from 60 to 604800"));
         assert!(by_key("additional-instance-tags").contains("entry 2 (\"oops\")"));
+        assert!(by_key("max-processes").contains("from 32 to 4194304"));
+        assert!(by_key("max-processes").contains("built-in default, 4096"));
+        assert!(by_key("memory-max").contains("too small"));
+        assert!(by_key("cpu-quota").contains("from 1% to 100%"));
         assert!(problems.iter().all(|p| p.severity == Severity::Error));
     }
 }

@@ -58,6 +58,39 @@ fn a_complete_host_with_defaults() {
     assert_eq!(h.state, HostState::Active);
     assert_eq!(h.host_key, None);
     assert!(h.sudo_commands.is_empty());
+    assert_eq!(h.limits, UserLimits::default());
+}
+
+#[test]
+fn build_user_limits_come_from_the_host_then_the_global_defaults() {
+    let mut data = with(
+        host("arm-1", "linux/arm64", "2"),
+        &[
+            ("max-processes", "8192"),
+            ("memory-max", "75%"),
+            ("host.arm-1.memory-max", "32G"),
+            ("host.arm-1.cpu-quota", "unlimited"),
+        ],
+    );
+    data.extend(host("arm-2", "linux/arm64", "2"));
+    let config = parse(&data);
+    assert!(config.problems.is_empty(), "{:?}", config.problems);
+    assert_eq!(
+        config.hosts[&name("arm-1")].limits,
+        UserLimits {
+            max_processes: MaxProcesses::Limit(8192),
+            memory_max: MemoryMax::Bytes(32 << 30),
+            cpu_quota: CpuQuota::Unlimited,
+        }
+    );
+    assert_eq!(
+        config.hosts[&name("arm-2")].limits,
+        UserLimits {
+            max_processes: MaxProcesses::Limit(8192),
+            memory_max: MemoryMax::PercentOfHost(75),
+            cpu_quota: CpuQuota::PercentOfHost(90),
+        }
+    );
 }
 
 #[test]
@@ -168,6 +201,9 @@ fn each_invalid_host_field_is_reported_with_what_is_expected() {
         ("state", "paused", "expected active, drain or disabled"),
         ("host-key", "ssh-ed25519", "no base64 key data"),
         ("sudo-commands", "podman", "not an absolute path"),
+        ("max-processes", "16", "from 32 to 4194304, or unlimited"),
+        ("memory-max", "lots", "such as 8G"),
+        ("cpu-quota", "4 cpus", "all CPUs together"),
     ];
     for (field, value, why) in cases {
         let key = format!("host.arm-1.{field}");

@@ -197,18 +197,45 @@ pub fn cleanup(output: &RawOutput) -> Result<CleanupReport, ScriptFailure> {
     })
 }
 
-/// Interprets a probe: the uid the scripts run as (0 when root or sudo works).
-pub fn probe(output: &RawOutput) -> Result<u32, ScriptFailure> {
+/// What a probe found out about a host besides "the admin is root".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProbeFacts {
+    /// Programs rootless podman needs that are not installed (`newuidmap`,
+    /// `newgidmap`, `podman`, `slirp4netns` standing for any rootless network helper).
+    pub missing_for_podman: Vec<String>,
+    /// Whether unprivileged user namespaces are enabled.
+    pub user_namespaces: bool,
+    /// Whether systemd runs the host (the slice limits and lingering apply).
+    pub systemd: bool,
+}
+
+impl ProbeFacts {
+    /// Whether build users can run rootless podman.
+    pub fn rootless_podman_ready(&self) -> bool {
+        self.missing_for_podman.is_empty() && self.user_namespaces
+    }
+}
+
+/// Interprets a probe: succeeds only when the scripts run as root (uid 0).
+pub fn probe(output: &RawOutput) -> Result<ProbeFacts, ScriptFailure> {
     let op = Operation::Probe;
     let fields = result_of(output, op)?;
     let uid: u32 = field(&fields, "uid", op)?;
-    if uid == 0 {
-        Ok(uid)
-    } else {
-        Err(ScriptFailure::NotPrivileged(format!(
+    if uid != 0 {
+        return Err(ScriptFailure::NotPrivileged(format!(
             "scripts run as uid {uid}, not root"
-        )))
+        )));
     }
+    let missing: String = field(&fields, "missing", op)?;
+    Ok(ProbeFacts {
+        missing_for_podman: missing
+            .split(',')
+            .filter(|t| !t.is_empty() && *t != "-")
+            .map(str::to_owned)
+            .collect(),
+        user_namespaces: flag(&fields, "userns", op)?,
+        systemd: flag(&fields, "systemd", op)?,
+    })
 }
 
 /// Interprets a user listing. Lines that do not name a valid build user are skipped:
@@ -323,11 +350,38 @@ mod tests {
     }
 
     #[test]
-    fn probe_requires_root() {
-        assert_eq!(probe(&out(0, "mpc-result uid=0\n", "")), Ok(0));
+    fn probe_requires_root_and_reads_the_host_facts() {
+        let ready = probe(&out(
+            0,
+            "mpc-result uid=0 missing=- userns=1 systemd=1\n",
+            "",
+        ))
+        .unwrap();
+        assert!(ready.rootless_podman_ready());
+        assert!(ready.systemd);
+        let bare = probe(&out(
+            0,
+            "mpc-result uid=0 missing=newuidmap,newgidmap,podman userns=0 systemd=0\n",
+            "",
+        ))
+        .unwrap();
+        assert_eq!(
+            bare.missing_for_podman,
+            ["newuidmap", "newgidmap", "podman"]
+        );
+        assert!(!bare.user_namespaces && !bare.systemd);
+        assert!(!bare.rootless_podman_ready());
         assert!(matches!(
-            probe(&out(0, "mpc-result uid=1000\n", "")),
+            probe(&out(
+                0,
+                "mpc-result uid=1000 missing=- userns=1 systemd=0\n",
+                ""
+            )),
             Err(ScriptFailure::NotPrivileged(_))
+        ));
+        assert!(matches!(
+            probe(&out(0, "mpc-result uid=0\n", "")),
+            Err(ScriptFailure::UnexpectedOutput(_))
         ));
     }
 

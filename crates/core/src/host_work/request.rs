@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ssh_key::PublicKey;
 
-use crate::config::SudoCommand;
+use crate::config::{SudoCommand, UserLimits};
 use crate::naming::UserName;
 
 /// A provisioning request that cannot be sent to a host.
@@ -31,12 +31,14 @@ pub struct ProvisionRequest {
     authorized_key: String,
     sudoers: String,
     expires_at: SystemTime,
+    limits: UserLimits,
 }
 
 impl ProvisionRequest {
     /// Validates and renders a request: `public_key` goes into `authorized_keys` with
     /// `expiry-time` set to `expires_at` (UTC); `sudo_commands` (possibly empty) become
-    /// the user's sudoers rule.
+    /// the user's sudoers rule. The user gets the default [`UserLimits`]; see
+    /// [`ProvisionRequest::with_limits`].
     pub fn new(
         user: UserName,
         public_key: &PublicKey,
@@ -50,7 +52,20 @@ impl ProvisionRequest {
             authorized_key,
             sudoers,
             expires_at,
+            limits: UserLimits::default(),
         })
+    }
+
+    /// The same request with the host's build-user limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: UserLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// What the user may take from the host.
+    pub fn limits(&self) -> UserLimits {
+        self.limits
     }
 
     /// The build user.
@@ -86,6 +101,7 @@ impl fmt::Debug for ProvisionRequest {
             .field("user", &self.user)
             .field("expires_at", &self.expires_at)
             .field("sudo", &!self.sudoers.is_empty())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
