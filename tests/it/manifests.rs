@@ -764,6 +764,13 @@ fn check_konflux_shape(install: &Install) {
         Some(CONTROL_PLANE.1),
         "Konflux's ServiceMonitor selects control-plane: controller-manager"
     );
+    // The Go Service's other labels, which an overlay may select on too.
+    for (key, value) in [
+        ("app.kubernetes.io/name", "multi-platform-controller"),
+        ("app.kubernetes.io/managed-by", "kustomize"),
+    ] {
+        assert_eq!(labels.get(key).map(String::as_str), Some(value), "{key}");
+    }
 }
 
 /// The example Secrets: labelled, and certainly not a key: admin keys under `id_rsa`,
