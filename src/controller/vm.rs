@@ -232,7 +232,7 @@ impl Executor {
             SystemTime::now() + order.key_lifetime,
             &order.access.sudo_commands,
         ) {
-            Ok(r) => r,
+            Ok(r) => r.with_limits(order.access.limits),
             Err(e) => return failed(HostFailureKind::Command, e.to_string()),
         };
         let provisioned = match self.ssh.provision(&target, &request).await {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::allocation::TaskRunKey;
 use crate::config::{
     AwsSettings, DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_DYNAMIC_ALLOCATION_TIMEOUT_SECS,
-    DedicatedHost, DynamicSettings, Settings, SudoCommand,
+    DedicatedHost, DynamicSettings, Settings, SudoCommand, UserLimits,
 };
 use crate::naming::cloud_tags;
 use crate::platform::Platform;
@@ -219,6 +219,9 @@ pub struct VmAccess {
     pub check_interval: Duration,
     /// How long a VM may take from launch to a working build user.
     pub allocation_timeout: Duration,
+    /// What each build user may take from the VM: host-config's global build-user
+    /// limits, as a VM has no host entry of its own.
+    pub limits: UserLimits,
 }
 
 /// Everything RunInstances is sent, as the Go controller sends it (plus the client
@@ -345,6 +348,7 @@ impl CloudPlatform {
                 sudo_commands,
                 check_interval,
                 allocation_timeout,
+                limits: global.user_limits,
             },
             max_instances: settings.max_instances,
             pool,
@@ -521,6 +525,22 @@ mod tests {
         let next = resolved().launch_spec(&key, "0b1c2d3e-aaaa-bbbb-cccc-000000000001", 2);
         assert_ne!(spec.client_token, next.client_token);
         assert!(spec.client_token.len() <= 64 && spec.client_token.is_ascii());
+    }
+
+    #[test]
+    fn build_users_on_a_vm_get_the_global_limits() {
+        let mut data: BTreeMap<String, String> = BTreeMap::new();
+        data.insert("max-processes".into(), "123".into());
+        let mut config = config();
+        config.settings.user_limits = parse(&data).settings.user_limits;
+        assert_eq!(
+            config.settings.user_limits.max_processes,
+            crate::config::MaxProcesses::Limit(123)
+        );
+        let settings = config.dynamic_platforms[&arm()].settings.clone().unwrap();
+        let with_limits = CloudPlatform::resolve(&arm(), &settings, &config.settings).unwrap();
+        assert_eq!(with_limits.access.limits, config.settings.user_limits);
+        assert_eq!(resolved().access.limits, UserLimits::default());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::run::Phase;
 use super::timers::backoff;
 use crate::allocation::TaskRunKey;
 use crate::cloud::{CloudInstance, CloudPlatform, InstanceId};
-use crate::config::{Host, HostName, HostState, PoolConfig, UserLimits};
+use crate::config::{Host, HostName, HostState, PoolConfig};
 use crate::naming::CLOUD_ADMIN_USER;
 use crate::platform::Platform;
 use crate::time::{Timestamp, after};
@@ -371,11 +371,6 @@ impl Core {
     /// Makes the pools' usable instances the hosts of their platforms.
     pub(super) fn refresh_fleet_hosts(&mut self) {
         let now = self.now;
-        // Pool instances are hosts without a host entry: the global build-user limits.
-        let limits = self
-            .config
-            .as_ref()
-            .map_or_else(UserLimits::default, |c| c.settings.user_limits);
         let mut hosts: BTreeMap<HostName, Host> = BTreeMap::new();
         for (platform, fleet) in &self.fleets {
             let Some(cloud) = self.clouds.get(platform) else {
@@ -410,7 +405,7 @@ impl Core {
                         host_key: None,
                         sudo_commands: Vec::new(),
                         cloud: true,
-                        limits,
+                        limits: cloud.access.limits,
                     },
                 );
             }
