@@ -19,7 +19,7 @@ use mpc_core::naming::{ASSIGNED_HOST_LABEL, HOST_CONFIG_NAME, UserName};
 use multi_platform_controller::remote::AdminKey;
 use serde_json::Value;
 use testbed::{HostSpec, Issued, Testbed, init_test_logging};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_multi-platform-controller");
@@ -66,19 +66,7 @@ impl Controller {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().expect("start the controller binary");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        tokio::spawn({
-            let log = Arc::clone(&log);
-            async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
+        let log = crate::common::capture_stderr(&mut child);
         Controller {
             child,
             log,

@@ -137,3 +137,23 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 }
 
 pub type SharedHost = Arc<TestHost>;
+
+/// Collects a spawned process's stderr, line by line, into a shared string the test can
+/// read at any time (the controller's log, for assertions and failure messages).
+pub fn capture_stderr(child: &mut tokio::process::Child) -> Arc<std::sync::Mutex<String>> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("the child's stderr is piped");
+    tokio::spawn({
+        let log = Arc::clone(&log);
+        async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    log
+}

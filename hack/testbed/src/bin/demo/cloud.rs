@@ -16,7 +16,6 @@ use ec2_testbed::{
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
-use kube::runtime::wait::await_condition;
 use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION, CLOUD_DYNAMIC_PLATFORM_LABEL,
     CLOUD_INSTANCE_ID_ANNOTATION, FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, secret_name,
@@ -27,7 +26,7 @@ use testbed::Testbed;
 
 use crate::{
     Args, Failure, Started, Step, Steps, TASKRUN, build_step, human, machine_platform, our_labels,
-    secret_text, shorten_key, taskrun_events, wait_for_access,
+    secret_text, shorten_key, taskrun_events, wait_for_access, wait_for_release,
 };
 
 /// The number of steps of `--cloud`.
@@ -485,23 +484,7 @@ pub async fn walk_through(args: &Args, steps: &mut Steps, started: &mut Started)
         "The controller terminates the instance and releases the TaskRun: wait until the \
          finalizer is gone, then check",
     );
-    let taskruns = Api::<TaskRunObject>::namespaced(bed.client(), bed.namespace());
-    tokio::time::timeout(
-        wait,
-        await_condition(taskruns, TASKRUN, |tr: Option<&TaskRunObject>| {
-            tr.is_none_or(|tr| !tr.has_finalizer())
-        }),
-    )
-    .await
-    .map_err(|_| {
-        Failure(format!(
-            "the finalizer of {TASKRUN} was not removed within {wait:?}"
-        ))
-    })??;
-    steps.say(format!(
-        "finalizer removed {} after completion",
-        human(completed.elapsed())
-    ));
+    wait_for_release(bed, steps, completed, wait).await?;
     let terminate = first_answered(ec2, "TerminateInstances")
         .ok_or_else(|| Failure("no TerminateInstances call reached the local EC2".to_owned()))?;
     let terminated_ids: Vec<&str> = terminate

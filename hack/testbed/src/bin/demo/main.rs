@@ -429,23 +429,7 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     steps.done();
 
     steps.begin("The controller releases the host: wait until the finalizer is gone, then check");
-    let taskruns = Api::<TaskRunObject>::namespaced(bed.client(), bed.namespace());
-    tokio::time::timeout(
-        wait,
-        await_condition(taskruns, TASKRUN, |tr: Option<&TaskRunObject>| {
-            tr.is_none_or(|tr| !tr.has_finalizer())
-        }),
-    )
-    .await
-    .map_err(|_| {
-        Failure(format!(
-            "the finalizer of {TASKRUN} was not removed within {wait:?}"
-        ))
-    })??;
-    steps.say(format!(
-        "finalizer removed {} after completion",
-        human(completed.elapsed())
-    ));
+    wait_for_release(bed, steps, completed, wait).await?;
     let host = &bed.hosts[0].host;
     let users = host.build_users()?;
     if users.contains(&user) {
@@ -481,6 +465,34 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     steps.say(format!("Events on the TaskRun: {}", events.join("; ")));
     steps.done();
 
+    Ok(())
+}
+
+/// Waits until the controller has released the TaskRun (its finalizer gone) and says
+/// how long that took after `completed`.
+async fn wait_for_release(
+    bed: &Testbed,
+    steps: &Steps,
+    completed: Instant,
+    wait: Duration,
+) -> Step {
+    let taskruns = Api::<TaskRunObject>::namespaced(bed.client(), bed.namespace());
+    tokio::time::timeout(
+        wait,
+        await_condition(taskruns, TASKRUN, |tr: Option<&TaskRunObject>| {
+            tr.is_none_or(|tr| !tr.has_finalizer())
+        }),
+    )
+    .await
+    .map_err(|_| {
+        Failure(format!(
+            "the finalizer of {TASKRUN} was not removed within {wait:?}"
+        ))
+    })??;
+    steps.say(format!(
+        "finalizer removed {} after completion",
+        human(completed.elapsed())
+    ));
     Ok(())
 }
 
