@@ -37,11 +37,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_multi-platform-controller");
 /// Deadline of the waits in this file: generous for a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(40);
 
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address")
-}
-
 /// `multi-platform-controller run` for the test namespace, its stderr collected.
 struct Controller {
     _child: tokio::process::Child,
@@ -51,12 +46,15 @@ struct Controller {
 
 impl Controller {
     fn start(env: &TestEnv, extra: &[&str]) -> Controller {
-        let metrics = free_addr();
+        let metrics = crate::common::free_addr();
         let mut child = tokio::process::Command::new(BIN)
             .args(["run", "--namespace", env.namespace()])
             .args(["--taskrun-namespace", env.namespace()])
             .arg(format!("--metrics-bind-address={metrics}"))
-            .arg(format!("--health-probe-bind-address={}", free_addr()))
+            .arg(format!(
+                "--health-probe-bind-address={}",
+                crate::common::free_addr()
+            ))
             .args(extra)
             .env("KUBECONFIG", env.kubeconfig_path())
             .env("RUST_LOG", "info")

@@ -29,12 +29,6 @@ const WAIT: Duration = Duration::from_secs(40);
 
 // ----- the binary as a child process -----
 
-/// A free loopback port (the OS may hand it out again, but not within the test).
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address")
-}
-
 /// `multi-platform-controller run` for the test namespace, its stderr collected.
 struct Controller {
     child: tokio::process::Child,
@@ -45,7 +39,7 @@ struct Controller {
 
 impl Controller {
     fn start(bed: &Testbed, extra: &[&str]) -> Controller {
-        let (metrics, health) = (free_addr(), free_addr());
+        let (metrics, health) = (crate::common::free_addr(), crate::common::free_addr());
         let mut command = tokio::process::Command::new(BIN);
         command
             .args(["run", "--namespace", bed.namespace()])

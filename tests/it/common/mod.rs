@@ -157,3 +157,9 @@ pub fn capture_stderr(child: &mut tokio::process::Child) -> Arc<std::sync::Mutex
     });
     log
 }
+
+/// A free loopback port (the OS may hand it out again, but not within the test).
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}

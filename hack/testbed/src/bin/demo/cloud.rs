@@ -26,7 +26,7 @@ use testbed::Testbed;
 
 use crate::{
     Args, Failure, Started, Step, Steps, TASKRUN, build_step, human, machine_platform, our_labels,
-    secret_text, shorten_key, taskrun_events, wait_for_access, wait_for_release,
+    secret_text, shorten_key, submit_taskrun, taskrun_events, wait_for_access, wait_for_release,
 };
 
 /// The number of steps of `--cloud`.
@@ -311,19 +311,7 @@ pub async fn walk_through(args: &Args, steps: &mut Steps, started: &mut Started)
     ));
     steps.done();
 
-    steps.begin("Submit the TaskRun as Tekton does: create it, then fill status.taskSpec");
-    bed.create_taskrun(TASKRUN, &platform).await?;
-    steps.say(format!(
-        "created TaskRun {TASKRUN}: param PLATFORM={platform}, taskRef buildah-remote \
-         (not eligible yet: the Task is not resolved)"
-    ));
-    bed.resolve(TASKRUN).await?;
-    let eligible = Instant::now();
-    steps.say(format!(
-        "status.taskSpec filled: volume ssh mounts Secret {} (now the controller's business)",
-        secret_name(TASKRUN)
-    ));
-    steps.done();
+    let eligible = submit_taskrun(bed, steps, &platform).await?;
 
     steps.begin("The controller launches an EC2 instance for the TaskRun");
     let instance = kube_sim::wait_for(wait, "an instance for the TaskRun", || async {

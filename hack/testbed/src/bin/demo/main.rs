@@ -387,19 +387,7 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     ));
     steps.done();
 
-    steps.begin("Submit the TaskRun as Tekton does: create it, then fill status.taskSpec");
-    bed.create_taskrun(TASKRUN, &platform).await?;
-    steps.say(format!(
-        "created TaskRun {TASKRUN}: param PLATFORM={platform}, taskRef buildah-remote \
-         (not eligible yet: the Task is not resolved)"
-    ));
-    bed.resolve(TASKRUN).await?;
-    let eligible = Instant::now();
-    steps.say(format!(
-        "status.taskSpec filled: volume ssh mounts Secret {} (now the controller's business)",
-        secret_name(TASKRUN)
-    ));
-    steps.done();
+    let eligible = submit_taskrun(bed, steps, &platform).await?;
 
     steps.begin("The controller allocates a host: wait for the TaskRun's Secret");
     let (data, login) = wait_for_access(bed, steps, eligible, wait).await?;
@@ -466,6 +454,25 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
     steps.done();
 
     Ok(())
+}
+
+/// Submits the TaskRun as Tekton does (created, then its Task resolved) and returns
+/// when it became eligible.
+async fn submit_taskrun(bed: &Testbed, steps: &mut Steps, platform: &str) -> Step<Instant> {
+    steps.begin("Submit the TaskRun as Tekton does: create it, then fill status.taskSpec");
+    bed.create_taskrun(TASKRUN, platform).await?;
+    steps.say(format!(
+        "created TaskRun {TASKRUN}: param PLATFORM={platform}, taskRef buildah-remote \
+         (not eligible yet: the Task is not resolved)"
+    ));
+    bed.resolve(TASKRUN).await?;
+    let eligible = Instant::now();
+    steps.say(format!(
+        "status.taskSpec filled: volume ssh mounts Secret {} (now the controller's business)",
+        secret_name(TASKRUN)
+    ));
+    steps.done();
+    Ok(eligible)
 }
 
 /// Waits until the controller has released the TaskRun (its finalizer gone) and says
