@@ -36,11 +36,19 @@ fn hosts_are_isolated_from_each_other_and_from_the_machine() {
     .unwrap()
     .ok("start a user process")
     .unwrap();
-    assert!(
-        a.run(&["pgrep", "-x", "-u", user, "sleep"])
-            .unwrap()
-            .success()
-    );
+    // Backgrounded: setpriv may not have become `sleep` yet when the shell returns.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !a
+        .run(&["pgrep", "-x", "-u", user, "sleep"])
+        .unwrap()
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the user's sleep never ran on its host"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!b.run(&["pgrep", "-f", "^sleep 1000$"]).unwrap().success());
 
     let names: Vec<String> = hosts
