@@ -170,6 +170,10 @@ impl Ledger {
         mut ledger: Ledger,
         recorded: impl IntoIterator<Item = RecordedTaskRun>,
     ) -> (Self, Outcome) {
+        let recorded = recorded.into_iter();
+        // Sized up front: a restart rebuilds every TaskRun at once, and growing the
+        // map step by step rehashes it again and again.
+        ledger.taskruns.reserve(recorded.size_hint().0);
         let mut waiters = Vec::new();
         for record in recorded {
             let key = record.request.key.clone();
@@ -207,7 +211,9 @@ impl Ledger {
                     taskrun: key,
                     rejection,
                 }),
-                None => ledger.enqueue(request),
+                None => {
+                    ledger.enqueue(request);
+                }
             }
         }
         let platforms: Vec<Platform> = ledger.pools.keys().cloned().collect();
@@ -236,17 +242,9 @@ impl Ledger {
                 self.start(request, host.clone());
                 Decision::Assigned(host)
             }
-            None => {
-                let queue_key = QueueKey {
-                    created: request.created,
-                    taskrun: request.key.clone(),
-                };
-                let platform = request.platform.clone();
-                self.enqueue(request);
-                Decision::Queued {
-                    ahead: self.ahead(&platform, &queue_key),
-                }
-            }
+            None => Decision::Queued {
+                ahead: self.enqueue(request),
+            },
         }
     }
 
@@ -296,14 +294,9 @@ impl Ledger {
         let mut request = self.taskruns.remove(key)?.request;
         request.failed_hosts.insert(host.clone());
         let freed_platform = self.free_slot(host, key);
-        let platform = request.platform.clone();
-        let queue_key = QueueKey {
-            created: request.created,
-            taskrun: key.clone(),
-        };
-        let mut decision = match self.rejection(&platform, &request.failed_hosts) {
+        let mut decision = match self.rejection(&request.platform, &request.failed_hosts) {
             Some(rejection) => Decision::Rejected(rejection),
-            None => match self.choose(&platform, &request.failed_hosts) {
+            None => match self.choose(&request.platform, &request.failed_hosts) {
                 Some(other) => {
                     self.start(request, other.clone());
                     Decision::Assigned(other)
@@ -316,15 +309,15 @@ impl Ledger {
         };
         let mut assigned = freed_platform.map_or_else(Vec::new, |p| self.fill(&p));
         if let Decision::Queued { .. } = decision {
-            decision = match self.placement(key) {
+            // The slot it freed may have gone to it again, or waiters moved.
+            match self.placement(key) {
                 Some(Placement::Running(h)) => {
                     assigned.retain(|a| &a.taskrun != key);
-                    Decision::Assigned(h)
+                    decision = Decision::Assigned(h);
                 }
-                _ => Decision::Queued {
-                    ahead: self.ahead(&platform, &queue_key),
-                },
-            };
+                Some(Placement::Waiting { ahead }) => decision = Decision::Queued { ahead },
+                None => {}
+            }
         }
         Some(Failover { decision, assigned })
     }
@@ -540,23 +533,36 @@ impl Ledger {
         );
     }
 
-    fn enqueue(&mut self, request: TaskRunRequest) {
+    /// Puts a TaskRun in its platform's queue; returns how many wait before it.
+    fn enqueue(&mut self, request: TaskRunRequest) -> usize {
         let entry = Entry {
             request,
             host: None,
         };
-        self.pools
-            .entry(entry.request.platform.clone())
-            .or_default()
+        // Look the pool up before `entry()`, which would clone the platform name on
+        // every call: rebuilding after a restart enqueues thousands of waiters.
+        let pool = match self.pools.get_mut(&entry.request.platform) {
+            Some(pool) => pool,
+            None => self
+                .pools
+                .entry(entry.request.platform.clone())
+                .or_default(),
+        };
+        let ahead = pool
             .queue
             .push(entry.queue_key(), &entry.request.failed_hosts);
         self.taskruns.insert(entry.request.key.clone(), entry);
+        ahead
     }
 
     fn dequeue(&mut self, entry: &Entry) {
+        self.dequeue_key(entry, &entry.queue_key());
+    }
+
+    /// [`Ledger::dequeue`] for a caller that already holds the waiter's queue key.
+    fn dequeue_key(&mut self, entry: &Entry, queue_key: &QueueKey) {
         if let Some(pool) = self.pools.get_mut(&entry.request.platform) {
-            pool.queue
-                .remove(&entry.queue_key(), &entry.request.failed_hosts);
+            pool.queue.remove(queue_key, &entry.request.failed_hosts);
         }
     }
 
@@ -585,21 +591,19 @@ impl Ledger {
             if pool.queue.is_empty() {
                 break;
             }
-            let free: Vec<&HostName> = pool
+            let free = pool
                 .hosts
                 .iter()
                 .filter(|(_, slots)| slots.free() > 0)
-                .map(|(h, _)| h)
-                .collect();
-            if free.is_empty() {
-                break;
-            }
+                .map(|(h, _)| h);
             // Within a failed-hosts group every waiter may use the same hosts, so
             // the oldest waiter that may use a free slot is one of the group heads.
+            // Nearly always there is one group (no failed hosts): no allocation here,
+            // this runs for every slot handed out.
             let next = pool
                 .queue
                 .heads()
-                .filter(|(_, failed)| free.iter().any(|h| !failed.contains(*h)))
+                .filter(|(_, failed)| free.clone().any(|h| !failed.contains(h)))
                 .map(|(key, _)| key)
                 .min()
                 .cloned();
@@ -609,7 +613,7 @@ impl Ledger {
             let Some(entry) = self.taskruns.remove(&next.taskrun) else {
                 break;
             };
-            self.dequeue(&entry);
+            self.dequeue_key(&entry, &next);
             let Some(host) = self.choose(platform, &entry.request.failed_hosts) else {
                 // Unreachable: the head was picked because a free host suits it.
                 self.enqueue(entry.request);

@@ -40,9 +40,12 @@ impl WaitQueue {
         self.order.len()
     }
 
-    /// Adds a waiter. O(log n).
-    pub(crate) fn push(&mut self, key: QueueKey, failed: &BTreeSet<HostName>) {
-        self.order.insert(key.clone());
+    /// Adds a waiter; returns how many waiters are before it. O(log n).
+    pub(crate) fn push(&mut self, key: QueueKey, failed: &BTreeSet<HostName>) -> usize {
+        let ahead = match self.order.insert(key.clone()) {
+            Some(position) => position,
+            None => self.order.rank(&key),
+        };
         match self.groups.get_mut(failed) {
             Some(group) => {
                 group.insert(key);
@@ -51,6 +54,7 @@ impl WaitQueue {
                 self.groups.insert(failed.clone(), BTreeSet::from([key]));
             }
         }
+        ahead
     }
 
     /// Removes a waiter. O(log n).

@@ -113,13 +113,17 @@ impl<K: Ord> RankSet<K> {
         false
     }
 
-    /// Adds `key`; false when it was already there.
-    pub(crate) fn insert(&mut self, key: K) -> bool {
+    /// Adds `key` and returns its position (how many elements are smaller); `None`
+    /// when it was already there.
+    pub(crate) fn insert(&mut self, key: K) -> Option<usize> {
         if self.contains(&key) {
-            return false;
+            return None;
         }
         let priority = self.next_priority();
         let (left, right) = split(self.root.take(), &key, false);
+        // The split already counted the smaller elements: no second descent for
+        // the position.
+        let position = size(&left);
         let node = Some(Box::new(Node {
             key,
             priority,
@@ -128,7 +132,7 @@ impl<K: Ord> RankSet<K> {
             right: None,
         }));
         self.root = merge(merge(left, node), right);
-        true
+        Some(position)
     }
 
     /// Removes `key`; false when it was not there.
@@ -212,10 +216,10 @@ mod tests {
     #[test]
     fn basic_operations() {
         let mut set = RankSet::default();
-        for k in [5, 1, 9, 3, 7] {
-            assert!(set.insert(k));
+        for (k, position) in [(5, 0), (1, 0), (9, 2), (3, 1), (7, 3)] {
+            assert_eq!(set.insert(k), Some(position));
         }
-        assert!(!set.insert(3));
+        assert_eq!(set.insert(3), None);
         assert_eq!(set.len(), 5);
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), [1, 3, 5, 7, 9]);
         assert_eq!(set.rank(&1), 0);
@@ -263,7 +267,8 @@ mod tests {
             let mut model = BTreeSet::new();
             for (insert, k) in ops {
                 if insert {
-                    prop_assert_eq!(set.insert(k), model.insert(k));
+                    let position = model.insert(k).then(|| model.range(..k).count());
+                    prop_assert_eq!(set.insert(k), position);
                 } else {
                     prop_assert_eq!(set.remove(&k), model.remove(&k));
                 }
