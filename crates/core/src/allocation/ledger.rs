@@ -287,11 +287,13 @@ impl Ledger {
     /// is placed again on another host, or waits, or is rejected when every host
     /// failed. `None` when the TaskRun does not hold a slot on `host` (a stale report).
     pub fn provisioning_failed(&mut self, key: &TaskRunKey, host: &HostName) -> Option<Failover> {
-        let entry = self.taskruns.get(key)?;
+        let entry = self.taskruns.remove(key)?;
         if entry.host.as_ref() != Some(host) {
+            // A stale report: put it back untouched (one lookup on the common path).
+            self.taskruns.insert(key.clone(), entry);
             return None;
         }
-        let mut request = self.taskruns.remove(key)?.request;
+        let mut request = entry.request;
         request.failed_hosts.insert(host.clone());
         let freed_platform = self.free_slot(host, key);
         let mut decision = match self.rejection(&request.platform, &request.failed_hosts) {
@@ -448,15 +450,26 @@ impl Ledger {
     /// Puts a host where its settings say: its platform's pool, or retired.
     fn place_host(&mut self, name: HostName, slots: HostSlots) {
         let platform = slots.settings.as_ref().map(|s| s.platform.clone());
-        self.location.insert(name.clone(), platform.clone());
-        match platform {
-            Some(p) => {
-                self.pools.entry(p).or_default().hosts.insert(name, slots);
-            }
+        match &platform {
+            // `get_mut` first: `entry` would want another copy of the platform name,
+            // and every configuration change places every host again.
+            Some(p) => match self.pools.get_mut(p) {
+                Some(pool) => {
+                    pool.hosts.insert(name.clone(), slots);
+                }
+                None => {
+                    self.pools
+                        .entry(p.clone())
+                        .or_default()
+                        .hosts
+                        .insert(name.clone(), slots);
+                }
+            },
             None => {
-                self.retired.insert(name, slots);
+                self.retired.insert(name.clone(), slots);
             }
         }
+        self.location.insert(name, platform);
     }
 
     fn slots(&self, host: &HostName) -> Option<&HostSlots> {

@@ -201,8 +201,11 @@ fn provisioning_failure_moves_the_taskrun_to_another_host() {
     assert_eq!(failed, ["a"]);
     assert_eq!(used(&l, "a"), 0);
     // A stale report for a host it no longer holds changes nothing.
+    let before = l.clone();
     assert_eq!(l.provisioning_failed(&key("t1"), &host("a")), None);
     assert_eq!(l.provisioning_failed(&key("nobody"), &host("a")), None);
+    assert_eq!(l, before);
+    assert_eq!(l.placement(&key("t1")), Some(Placement::Running(host("b"))));
 }
 
 #[test]
