@@ -450,25 +450,16 @@ impl Ledger {
     /// Puts a host where its settings say: its platform's pool, or retired.
     fn place_host(&mut self, name: HostName, slots: HostSlots) {
         let platform = slots.settings.as_ref().map(|s| s.platform.clone());
-        match &platform {
-            // `get_mut` first: `entry` would want another copy of the platform name,
+        let hosts = match &platform {
+            // `get_mut` first: `entry` would want its own copy of the platform name,
             // and every configuration change places every host again.
             Some(p) => match self.pools.get_mut(p) {
-                Some(pool) => {
-                    pool.hosts.insert(name.clone(), slots);
-                }
-                None => {
-                    self.pools
-                        .entry(p.clone())
-                        .or_default()
-                        .hosts
-                        .insert(name.clone(), slots);
-                }
+                Some(pool) => &mut pool.hosts,
+                None => &mut self.pools.entry(p.clone()).or_default().hosts,
             },
-            None => {
-                self.retired.insert(name.clone(), slots);
-            }
-        }
+            None => &mut self.retired,
+        };
+        hosts.insert(name.clone(), slots);
         self.location.insert(name, platform);
     }
 
