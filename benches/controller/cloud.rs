@@ -20,9 +20,6 @@ use ec2_testbed::{
     ACCESS_KEY_ID, Ec2Testbed, HostEvent, HostsOptions, Outcome, REGION, RecordedCall,
     SECRET_ACCESS_KEY, TestbedOptions,
 };
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
-use mpc_core::naming::SECRET_LABEL;
 use testbed::{Testbed, cpu_time};
 
 use super::{
@@ -118,26 +115,6 @@ fn peak_instances(calls: &[RecordedCall]) -> usize {
     usize::try_from(peak).unwrap_or(0)
 }
 
-async fn create_secret(bed: &Testbed, name: &str, data: &[(&str, &str)]) -> Result<(), BoxError> {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(BTreeMap::from([(SECRET_LABEL.into(), "true".into())])),
-            ..ObjectMeta::default()
-        },
-        string_data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(bed.client(), bed.namespace())
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(())
-}
-
 /// Instances moto still runs (pending or running).
 async fn live_instances(ec2: &Ec2Testbed) -> Result<Vec<String>, BoxError> {
     let out = ec2.admin().describe_instances().send().await?;
@@ -180,8 +157,7 @@ pub async fn cloud_part(
     })
     .await?;
     let bed = Testbed::start_empty("bench-cloud").await?;
-    create_secret(
-        &bed,
+    bed.create_labelled_secret(
         "aws-account",
         &[
             ("access-key-id", ACCESS_KEY_ID),
@@ -189,7 +165,8 @@ pub async fn cloud_part(
         ],
     )
     .await?;
-    create_secret(&bed, "aws-ssh", &[("id_rsa", ec2.key_pair().private_key())]).await?;
+    bed.create_labelled_secret("aws-ssh", &[("id_rsa", ec2.key_pair().private_key())])
+        .await?;
     let key = |name: &str| format!("dynamic.{}.{name}", PLATFORM.replace('/', "-"));
     let config: BTreeMap<String, String> = [
         ("dynamic-platforms".to_owned(), PLATFORM.to_owned()),

@@ -9,12 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ec2_testbed::{ACCESS_KEY_ID, Ec2Testbed, Fault, HostsOptions, REGION, SECRET_ACCESS_KEY};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 use kube_sim::wait_until;
 use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION, CLOUD_DYNAMIC_PLATFORM_LABEL,
-    CLOUD_INSTANCE_ID_ANNOTATION, SECRET_LABEL,
+    CLOUD_INSTANCE_ID_ANNOTATION,
 };
 use testbed::{Issued, Testbed, init_test_logging};
 
@@ -66,34 +64,18 @@ impl CloudBed {
         .await
         .expect("local EC2");
         let bed = Testbed::start_empty(prefix).await.expect("test bed");
-        let secrets = Api::<Secret>::namespaced(bed.client(), bed.namespace());
-        for (name, data) in [
-            (
-                "aws-account",
-                BTreeMap::from([
-                    ("access-key-id".to_owned(), ACCESS_KEY_ID.to_owned()),
-                    ("secret-access-key".to_owned(), SECRET_ACCESS_KEY.to_owned()),
-                ]),
-            ),
-            (
-                "aws-ssh",
-                BTreeMap::from([("id_rsa".to_owned(), ec2.key_pair().private_key().to_owned())]),
-            ),
-        ] {
-            let secret = Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(name.to_owned()),
-                    labels: Some(BTreeMap::from([(SECRET_LABEL.into(), "true".into())])),
-                    ..Default::default()
-                },
-                string_data: Some(data),
-                ..Secret::default()
-            };
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .expect("Secret");
-        }
+        bed.create_labelled_secret(
+            "aws-account",
+            &[
+                ("access-key-id", ACCESS_KEY_ID),
+                ("secret-access-key", SECRET_ACCESS_KEY),
+            ],
+        )
+        .await
+        .expect("Secret");
+        bed.create_labelled_secret("aws-ssh", &[("id_rsa", ec2.key_pair().private_key())])
+            .await
+            .expect("Secret");
         let label = platform.replace('/', "-");
         let mut data: BTreeMap<String, String> = [
             (list.to_owned(), platform.to_owned()),

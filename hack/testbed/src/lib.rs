@@ -253,16 +253,31 @@ impl Testbed {
             Admin::Root => host.host.root(),
             Admin::Sudo => host.host.sudo_admin(),
         };
+        self.create_labelled_secret(
+            &Self::admin_secret_name(host),
+            &[("id_rsa", &login.private_key)],
+        )
+        .await
+    }
+
+    /// Creates the Secret `name` with `data`, labelled for the controller to read, as a
+    /// cluster admin does for admin keys and cloud credentials.
+    pub async fn create_labelled_secret(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+    ) -> Result<(), Error> {
         let secret = Secret {
             metadata: ObjectMeta {
-                name: Some(Self::admin_secret_name(host)),
+                name: Some(name.to_owned()),
                 labels: Some(BTreeMap::from([(SECRET_LABEL.into(), "true".into())])),
                 ..ObjectMeta::default()
             },
-            string_data: Some(BTreeMap::from([(
-                "id_rsa".into(),
-                login.private_key.clone(),
-            )])),
+            string_data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
             ..Secret::default()
         };
         Api::<Secret>::namespaced(self.client(), self.namespace())

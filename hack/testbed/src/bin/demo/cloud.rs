@@ -13,9 +13,6 @@ use ec2_testbed::{
     ACCESS_KEY_ID, Ec2Testbed, HostEvent, HostsOptions, MOTO_VERSION, Outcome, REGION,
     RecordedCall, SECRET_ACCESS_KEY, TestbedOptions,
 };
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
 use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION, CLOUD_DYNAMIC_PLATFORM_LABEL,
     CLOUD_INSTANCE_ID_ANNOTATION, FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, secret_name,
@@ -111,23 +108,6 @@ async fn describe(ec2: &Ec2Testbed, instance: &str) -> Step<(String, Option<Stri
     ))
 }
 
-/// The labelled Secret `name` with `data`, as the cluster admin creates it.
-async fn create_secret(bed: &Testbed, name: &str, data: BTreeMap<String, String>) -> Step {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(BTreeMap::from([(SECRET_LABEL.into(), "true".into())])),
-            ..ObjectMeta::default()
-        },
-        string_data: Some(data),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(bed.client(), bed.namespace())
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(())
-}
-
 /// Our annotations on the TaskRun (`key=value, …`).
 fn our_annotations(taskrun: &TaskRunObject) -> String {
     let ours: Vec<String> = taskrun
@@ -221,21 +201,16 @@ pub async fn walk_through(args: &Args, steps: &mut Steps, started: &mut Started)
         "Create the AWS credentials and SSH key Secrets and the host-config ConfigMap (the \
          cluster admin's part)",
     );
-    create_secret(
-        bed,
+    bed.create_labelled_secret(
         AWS_SECRET,
-        BTreeMap::from([
-            ("access-key-id".to_owned(), ACCESS_KEY_ID.to_owned()),
-            ("secret-access-key".to_owned(), SECRET_ACCESS_KEY.to_owned()),
-        ]),
+        &[
+            ("access-key-id", ACCESS_KEY_ID),
+            ("secret-access-key", SECRET_ACCESS_KEY),
+        ],
     )
     .await?;
-    create_secret(
-        bed,
-        SSH_SECRET,
-        BTreeMap::from([("id_rsa".to_owned(), ec2.key_pair().private_key().to_owned())]),
-    )
-    .await?;
+    bed.create_labelled_secret(SSH_SECRET, &[("id_rsa", ec2.key_pair().private_key())])
+        .await?;
     steps.say(format!(
         "Secret {AWS_SECRET}: access-key-id, secret-access-key (moto's test credentials), \
          label {SECRET_LABEL}=true"
