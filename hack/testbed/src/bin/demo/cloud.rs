@@ -17,13 +17,13 @@ use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION, CLOUD_DYNAMIC_PLATFORM_LABEL,
     CLOUD_INSTANCE_ID_ANNOTATION, FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, secret_name,
 };
-use multi_platform_controller::cluster::TaskRunObject;
 use multi_platform_controller::remote::AdminKey;
 use testbed::Testbed;
 
 use crate::{
-    Args, Failure, Started, Step, Steps, TASKRUN, build_step, human, machine_platform, our_labels,
-    secret_text, shorten_key, submit_taskrun, taskrun_events, wait_for_access, wait_for_release,
+    Args, Failure, Started, Step, Steps, TASKRUN, build_step, human, machine_platform,
+    our_annotations, our_labels, secret_text, shorten_key, submit_taskrun, taskrun_events,
+    wait_for_access, wait_for_release,
 };
 
 /// The number of steps of `--cloud`.
@@ -106,23 +106,6 @@ async fn describe(ec2: &Ec2Testbed, instance: &str) -> Step<(String, Option<Stri
             .map_or_else(|| "unknown".to_owned(), |n| n.as_str().to_owned()),
         found.private_ip_address().map(str::to_owned),
     ))
-}
-
-/// Our annotations on the TaskRun (`key=value, …`).
-fn our_annotations(taskrun: &TaskRunObject) -> String {
-    let ours: Vec<String> = taskrun
-        .metadata
-        .annotations
-        .iter()
-        .flatten()
-        .filter(|(k, _)| k.starts_with("build.appstudio.redhat.com/"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if ours.is_empty() {
-        "(none of ours)".to_owned()
-    } else {
-        ours.join(", ")
-    }
 }
 
 /// The tags of a recorded `RunInstances` (`TagSpecification.1.Tag.N.Key/Value`).

@@ -636,19 +636,28 @@ fn shorten_key(value: &str) -> String {
         .join(" ")
 }
 
+/// Our labels on the TaskRun (`key=value, …`).
 fn our_labels(taskrun: &TaskRunObject) -> String {
-    let labels: Vec<String> = taskrun
-        .metadata
-        .labels
-        .iter()
+    ours(taskrun.metadata.labels.as_ref())
+}
+
+/// Our annotations on the TaskRun (`key=value, …`).
+fn our_annotations(taskrun: &TaskRunObject) -> String {
+    ours(taskrun.metadata.annotations.as_ref())
+}
+
+/// The entries of `map` under the controller's prefix, `key=value, …`.
+fn ours(map: Option<&BTreeMap<String, String>>) -> String {
+    let ours: Vec<String> = map
+        .into_iter()
         .flatten()
         .filter(|(k, _)| k.starts_with("build.appstudio.redhat.com/"))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    if labels.is_empty() {
+    if ours.is_empty() {
         "(none of ours)".to_owned()
     } else {
-        labels.join(", ")
+        ours.join(", ")
     }
 }
 
