@@ -51,7 +51,7 @@ use multi_platform_controller::cluster::TaskRunObject;
 use multi_platform_controller::remote::{ProvisionRequest, generate};
 use serde_json::json;
 use testbed::kube_sim::crds::taskrun_api_resource;
-use testbed::{HostSpec, Testbed, cpu_time};
+use testbed::{ControllerProcess, HostSpec, Testbed, cpu_time};
 
 #[path = "controller/cloud.rs"]
 mod cloud;
@@ -479,6 +479,42 @@ async fn wave(bed: &Testbed, tracker: &Tracker, names: &[String]) -> Result<(), 
     tracker.wait_released(names).await
 }
 
+/// A measured wave: its traces and what it cost the machine.
+struct Measured {
+    /// The load average before the wave.
+    load_before: String,
+    /// The load average after it.
+    load_after: String,
+    /// CPU time the controller used during it.
+    cpu_controller: Duration,
+    /// CPU time kube-sim and this driver (one process) used during it.
+    cpu_driver: Duration,
+    /// Each TaskRun's marks.
+    traces: Vec<Trace>,
+}
+
+/// Runs a [`wave`] of `names`, measuring the load and CPU time around it.
+async fn measured_wave(
+    bed: &Testbed,
+    tracker: &Tracker,
+    controller: &ControllerProcess,
+    names: &[String],
+) -> Result<Measured, BoxError> {
+    let load_before = load_average();
+    let (controller_before, driver_before) =
+        (controller.cpu_time()?, cpu_time(std::process::id())?);
+    wave(bed, tracker, names).await?;
+    let cpu_controller = controller.cpu_time()?.saturating_sub(controller_before);
+    let cpu_driver = cpu_time(std::process::id())?.saturating_sub(driver_before);
+    Ok(Measured {
+        load_before,
+        load_after: load_average(),
+        cpu_controller,
+        cpu_driver,
+        traces: tracker.traces(names),
+    })
+}
+
 /// The burst part's p50s that the cloud part compares with (the static-host figures).
 #[derive(Clone, Copy, Debug)]
 struct StaticFigures {
@@ -504,13 +540,13 @@ async fn burst_part(burst: usize) -> Result<StaticFigures, BoxError> {
     let idle = controller.memory()?;
 
     let names: Vec<String> = (0..burst).map(|i| format!("burst-{i:04}")).collect();
-    let load_before = load_average();
-    let (cpu_controller, cpu_driver) = (controller.cpu_time()?, cpu_time(std::process::id())?);
-    wave(&bed, &tracker, &names).await?;
-    let cpu_controller = controller.cpu_time()?.saturating_sub(cpu_controller);
-    let cpu_driver = cpu_time(std::process::id())?.saturating_sub(cpu_driver);
-    let load_after = load_average();
-    let traces = tracker.traces(&names);
+    let Measured {
+        load_before,
+        load_after,
+        cpu_controller,
+        cpu_driver,
+        traces,
+    } = measured_wave(&bed, &tracker, &controller, &names).await?;
     let after_burst = controller.memory()?;
     controller.stop(Duration::from_secs(30)).await?;
     let leftover: usize = bed

@@ -20,11 +20,11 @@ use ec2_testbed::{
     ACCESS_KEY_ID, Ec2Testbed, HostEvent, HostsOptions, Outcome, REGION, RecordedCall,
     SECRET_ACCESS_KEY, TestbedOptions,
 };
-use testbed::{Testbed, cpu_time};
+use testbed::Testbed;
 
 use super::{
-    BoxError, CONCURRENCY, CONTROLLER, HOSTS, PHASE_LIMIT, PLATFORM, StaticFigures, Trace, Tracker,
-    load_average, mib, ms, pct, wave,
+    BoxError, CONCURRENCY, CONTROLLER, HOSTS, Measured, PHASE_LIMIT, PLATFORM, StaticFigures,
+    Trace, Tracker, measured_wave, mib, ms, pct, wave,
 };
 
 /// The platform's limit.
@@ -209,13 +209,13 @@ pub async fn cloud_part(
     wave(&bed, &tracker, &warmup).await?;
 
     let names: Vec<String> = (0..size).map(|i| format!("cloud-{i:04}")).collect();
-    let load_before = load_average();
-    let (cpu_controller, cpu_driver) = (controller.cpu_time()?, cpu_time(std::process::id())?);
-    wave(&bed, &tracker, &names).await?;
-    let cpu_controller = controller.cpu_time()?.saturating_sub(cpu_controller);
-    let cpu_driver = cpu_time(std::process::id())?.saturating_sub(cpu_driver);
-    let load_after = load_average();
-    let traces = tracker.traces(&names);
+    let Measured {
+        load_before,
+        load_after,
+        cpu_controller,
+        cpu_driver,
+        traces,
+    } = measured_wave(&bed, &tracker, &controller, &names).await?;
     let memory = controller.memory()?;
     controller.stop(Duration::from_secs(30)).await?;
 
