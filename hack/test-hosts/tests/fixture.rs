@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use test_hosts::{ExtraAdmin, HostOptions, SUDO_ADMIN_USER, TestHost, start_hosts};
+use test_hosts::{CommandOutput, ExtraAdmin, HostOptions, SUDO_ADMIN_USER, TestHost, start_hosts};
 
 #[test]
 fn hosts_are_isolated_from_each_other_and_from_the_machine() {
@@ -238,18 +238,7 @@ fn a_realistic_host_has_pam_many_accounts_and_devices_for_rootless_podman() {
             .success()
     );
     // pam_limits applies limits.d at login: the proof that sshd runs with PAM.
-    let user = "u-00000000000000000000000000aa";
-    host.shell(&format!(
-        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
-         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
-         && chown -R {user}: /home/{user}/.ssh"
-    ))
-    .unwrap()
-    .ok("user with a limit")
-    .unwrap();
-    let out = host
-        .ssh(user, &host.root().private_key, "ulimit -Hu")
-        .unwrap();
+    let out = hard_nproc_at_login(&host, "u-00000000000000000000000000aa");
     assert_eq!(out.stdout.trim(), "77", "{}", out.stderr);
     // Devices usable by everyone inside the host, the machine's left as they were.
     let modes = host
@@ -265,6 +254,22 @@ fn a_realistic_host_has_pam_many_accounts_and_devices_for_rootless_podman() {
     );
 }
 
+/// Creates `user` with a limits.d entry of `hard nproc 77` and root's key, logs in as
+/// them over SSH and asks for the hard process limit: 77 only when sshd applies PAM
+/// limits.
+fn hard_nproc_at_login(host: &TestHost, user: &str) -> CommandOutput {
+    host.shell(&format!(
+        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
+         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
+         && chown -R {user}: /home/{user}/.ssh"
+    ))
+    .unwrap()
+    .ok("user with a limit")
+    .unwrap();
+    host.ssh(user, &host.root().private_key, "ulimit -Hu")
+        .unwrap()
+}
+
 /// The machine's own modes of the devices a host makes usable.
 fn machine_modes() -> Vec<u32> {
     use std::os::unix::fs::PermissionsExt;
@@ -277,18 +282,7 @@ fn machine_modes() -> Vec<u32> {
 #[test]
 fn a_default_host_runs_sshd_without_pam() {
     let host = TestHost::start().unwrap();
-    let user = "u-00000000000000000000000000ab";
-    host.shell(&format!(
-        "useradd -m -s /bin/bash -p '*' {user} && echo '{user} hard nproc 77' > /etc/security/limits.d/{user}.conf \
-         && mkdir -m 700 /home/{user}/.ssh && cp /etc/ssh/test-admin-keys/root /home/{user}/.ssh/authorized_keys \
-         && chown -R {user}: /home/{user}/.ssh"
-    ))
-    .unwrap()
-    .ok("user with a limit")
-    .unwrap();
-    let out = host
-        .ssh(user, &host.root().private_key, "ulimit -Hu")
-        .unwrap();
+    let out = hard_nproc_at_login(&host, "u-00000000000000000000000000ab");
     assert!(out.success(), "{}", out.stderr);
     assert_ne!(out.stdout.trim(), "77", "no PAM, so no limits.d");
 }

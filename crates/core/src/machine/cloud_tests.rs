@@ -17,6 +17,19 @@ fn dynamic_config(max: &str) -> PoolConfig {
 
 /// `linux/arm64` on AWS, listed in `list`, with `extra` fields of the platform.
 fn aws_config(list: &str, max: &str, extra: &[(&str, &str)]) -> PoolConfig {
+    aws_platform_config(ARM, "prod-arm64", list, max, extra)
+}
+
+/// `platform` on AWS with instance tag `tag`, listed in `list`, with `extra` fields of
+/// the platform.
+fn aws_platform_config(
+    platform: &str,
+    tag: &str,
+    list: &str,
+    max: &str,
+    extra: &[(&str, &str)],
+) -> PoolConfig {
+    let label = platform.replace('/', "-");
     let fields: Vec<(String, &str)> = [
         ("type", "aws"),
         ("region", "us-east-1"),
@@ -29,9 +42,9 @@ fn aws_config(list: &str, max: &str, extra: &[(&str, &str)]) -> PoolConfig {
     ]
     .iter()
     .chain(extra)
-    .map(|(k, v)| (format!("dynamic.linux-arm64.{k}"), *v))
+    .map(|(k, v)| (format!("dynamic.{label}.{k}"), *v))
     .collect();
-    let mut pairs: Vec<(&str, &str)> = vec![(list, ARM), ("instance-tag", "prod-arm64")];
+    let mut pairs: Vec<(&str, &str)> = vec![(list, platform), ("instance-tag", tag)];
     pairs.extend(fields.iter().map(|(k, v)| (k.as_str(), *v)));
     config_with(&[], &pairs)
 }
@@ -724,34 +737,15 @@ fn windows_and_macos_vms_hand_their_builder_account_over_and_linux_vms_do_not() 
         ("macos/arm64", Some("ec2-user")),
         (ARM, None),
     ] {
-        let label = platform.replace('/', "-");
-        let settings: Vec<(String, String)> = [
-            ("dynamic-platforms".to_owned(), platform.to_owned()),
-            ("instance-tag".to_owned(), "prod".to_owned()),
-        ]
-        .into_iter()
-        .chain(
-            [
-                ("type", "aws"),
-                ("region", "us-east-1"),
-                ("ami", "ami-1"),
-                ("instance-type", "m6g.large"),
-                ("key-name", "kp"),
-                ("aws-secret", "aws-account"),
-                ("ssh-secret", "aws-ssh"),
-                ("max-instances", "2"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (format!("dynamic.{label}.{k}"), v.to_owned())),
-        )
-        .collect();
-        let pairs: Vec<(&str, &str)> = settings
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         let (mut core, _) = start_core(
             CoreSettings::default(),
-            present(config_with(&[], &pairs)),
+            present(aws_platform_config(
+                platform,
+                "prod",
+                "dynamic-platforms",
+                "2",
+                &[],
+            )),
             Vec::new(),
             T0,
         );
