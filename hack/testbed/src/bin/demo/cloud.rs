@@ -15,15 +15,15 @@ use ec2_testbed::{
 };
 use mpc_core::naming::{
     ASSIGNED_HOST_LABEL, CLOUD_ADDRESS_ANNOTATION, CLOUD_DYNAMIC_PLATFORM_LABEL,
-    CLOUD_INSTANCE_ID_ANNOTATION, FINALIZER, HOST_CONFIG_NAME, SECRET_LABEL, secret_name,
+    CLOUD_INSTANCE_ID_ANNOTATION, HOST_CONFIG_NAME, SECRET_LABEL, secret_name,
 };
 use multi_platform_controller::remote::AdminKey;
 use testbed::Testbed;
 
 use crate::{
     Args, Failure, Started, Step, Steps, TASKRUN, build_step, human, machine_platform,
-    our_annotations, our_labels, secret_text, shorten_key, submit_taskrun, taskrun_events,
-    wait_for_access, wait_for_release,
+    our_annotations, our_labels, secret_text, shorten_key, show_taskrun, submit_taskrun,
+    taskrun_events, wait_for_access, wait_for_release,
 };
 
 /// The number of steps of `--cloud`.
@@ -324,19 +324,7 @@ pub async fn walk_through(args: &Args, steps: &mut Steps, started: &mut Started)
          a crash or a lost answer finds this instance instead of starting a second)",
         param("ClientToken")
     ));
-    let taskrun = bed
-        .taskrun(TASKRUN)
-        .await?
-        .ok_or_else(|| Failure(format!("TaskRun {TASKRUN} vanished")))?;
-    steps.say(format!(
-        "TaskRun {TASKRUN}: finalizer {}, labels {}",
-        if taskrun.has_finalizer() {
-            FINALIZER
-        } else {
-            "(none!)"
-        },
-        our_labels(&taskrun)
-    ));
+    let taskrun = show_taskrun(bed, steps).await?;
     steps.say(format!("  annotations {}", our_annotations(&taskrun)));
     steps.done();
 

@@ -391,19 +391,7 @@ async fn walk_through(args: &Args, steps: &mut Steps, slot: &mut Option<Testbed>
 
     steps.begin("The controller allocates a host: wait for the TaskRun's Secret");
     let (data, login) = wait_for_access(bed, steps, eligible, wait).await?;
-    let taskrun = bed
-        .taskrun(TASKRUN)
-        .await?
-        .ok_or_else(|| Failure(format!("TaskRun {TASKRUN} vanished")))?;
-    steps.say(format!(
-        "TaskRun {TASKRUN}: finalizer {}, labels {}",
-        if taskrun.has_finalizer() {
-            FINALIZER
-        } else {
-            "(none!)"
-        },
-        our_labels(&taskrun)
-    ));
+    show_taskrun(bed, steps).await?;
     steps.done();
 
     steps.begin("Run the build step: `ssh -i id_rsa <host> uname -m`, as the Task does");
@@ -634,6 +622,24 @@ fn shorten_key(value: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Reads the demo's TaskRun and says whether it carries our finalizer, and our labels.
+async fn show_taskrun(bed: &Testbed, steps: &Steps) -> Step<TaskRunObject> {
+    let taskrun = bed
+        .taskrun(TASKRUN)
+        .await?
+        .ok_or_else(|| Failure(format!("TaskRun {TASKRUN} vanished")))?;
+    steps.say(format!(
+        "TaskRun {TASKRUN}: finalizer {}, labels {}",
+        if taskrun.has_finalizer() {
+            FINALIZER
+        } else {
+            "(none!)"
+        },
+        our_labels(&taskrun)
+    ));
+    Ok(taskrun)
 }
 
 /// Our labels on the TaskRun (`key=value, …`).
